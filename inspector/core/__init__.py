@@ -1,0 +1,1 @@
+"""The engine: images to features, scores and anomaly maps. No Qt imports here."""

@@ -1,0 +1,84 @@
+"""Resize / crop / normalise images for a backbone, and map anomaly maps back onto the original image.
+
+The *frame* is what the network sees: the image resized to a ``resize``×``resize`` square, then
+optionally center-cropped to ``crop``×``crop``.  Maps computed in the frame go back to the original
+geometry with :meth:`Preprocess.to_original` (undo the crop, then the resize).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    resize: int = 256
+    crop: Optional[int] = None   # None keeps the whole resized image
+
+    def __post_init__(self):
+        if self.resize < 32:
+            raise ValueError(f"image size must be at least 32 pixels (got {self.resize})")
+        if self.crop is not None and not (32 <= self.crop <= self.resize):
+            raise ValueError(f"crop must be between 32 and the resize ({self.resize}), got {self.crop}")
+
+    @property
+    def size(self) -> int:
+        """Side of the square the network sees."""
+        return self.crop if self.crop is not None else self.resize
+
+    def _crop_offset(self) -> int:
+        return 0 if self.crop is None else (self.resize - self.crop) // 2
+
+    def frame(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 image → the network's frame (still uint8, size×size×3)."""
+        shrink = self.resize < min(image.shape[:2])
+        # area averaging when shrinking (no aliasing, like an antialiased resize), bilinear otherwise
+        out = cv2.resize(image, (self.resize, self.resize),
+                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        o = self._crop_offset()
+        return out[o:o + self.size, o:o + self.size] if self.crop is not None else out
+
+    def frame_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A bool mask of the original image → the frame, exactly like the image (nearest)."""
+        m = cv2.resize(mask.astype(np.uint8), (self.resize, self.resize), interpolation=cv2.INTER_NEAREST)
+        o = self._crop_offset()
+        m = m[o:o + self.size, o:o + self.size] if self.crop is not None else m
+        return m > 0
+
+    def normalise(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Frames (uint8 HWC) → float32 NCHW normalised with ImageNet mean and std."""
+        x = np.stack(frames).astype(np.float32) / 255.0
+        x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.normalise([self.frame(im) for im in images])
+
+    def to_original(self, amap: np.ndarray, original_hw: Tuple[int, int]) -> np.ndarray:
+        """A size×size map in the frame → the original image's H×W.
+
+        Outside a center crop the network saw nothing; those pixels get the map's minimum,
+        so they never raise an alarm.
+        """
+        h, w = int(original_hw[0]), int(original_hw[1])
+        amap = amap.astype(np.float32, copy=False)
+        if self.crop is not None:
+            full = np.full((self.resize, self.resize), float(amap.min()), np.float32)
+            o = self._crop_offset()
+            full[o:o + self.crop, o:o + self.crop] = amap
+            amap = full
+        return cv2.resize(amap, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(resize=int(d["resize"]), crop=None if d.get("crop") is None else int(d["crop"]))

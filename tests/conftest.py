@@ -1,0 +1,74 @@
+"""Shared fixtures: small generated images (textures with synthetic defects), no network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_v2-imagenet-20f29623.pth"
+
+
+def texture(seed: int, size: int = 64) -> np.ndarray:
+    """A smooth random texture (RGB uint8), alike from seed to seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    base = 0.5 + 0.25 * np.sin(xx / 3.0) * np.cos(yy / 4.0)
+    noise = rng.normal(0, 0.04, (size, size)).astype(np.float32)
+    g = np.clip(base + noise, 0, 1)
+    return (np.dstack([g, g * 0.9, g * 0.8]) * 255).astype(np.uint8)
+
+
+def with_defect(img: np.ndarray, seed: int = 0, radius: int = 6):
+    """Paint a dark blob; returns the image and its bool mask."""
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    cy, cx = int(rng.integers(radius + 2, h - radius - 2)), int(rng.integers(radius + 2, w - radius - 2))
+    out = img.copy()
+    cv2.circle(out, (cx, cy), radius, (20, 200, 30), -1)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.circle(mask, (cx, cy), radius, 1, -1)
+    return out, mask.astype(bool)
+
+
+def write_rgb(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture
+def good_dir(tmp_path) -> Path:
+    """A folder of 12 normal 64×64 textures."""
+    d = tmp_path / "good"
+    for i in range(12):
+        write_rgb(d / f"{i:03d}.png", texture(i))
+    return d
+
+
+@pytest.fixture
+def mvtec_category(tmp_path) -> Path:
+    """A tiny MVTec-layout category: 12 train/good, 4 test/good, 4 test/blob with masks."""
+    root = tmp_path / "widget"
+    for i in range(12):
+        write_rgb(root / "train" / "good" / f"{i:03d}.png", texture(i))
+    for i in range(4):
+        write_rgb(root / "test" / "good" / f"{i:03d}.png", texture(100 + i))
+        img, mask = with_defect(texture(200 + i), seed=i)
+        write_rgb(root / "test" / "blob" / f"{i:03d}.png", img)
+        (root / "ground_truth" / "blob").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "ground_truth" / "blob" / f"{i:03d}_mask.png"), mask.astype(np.uint8) * 255)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"../shared/data is absent ({SHARED}): real-image tests need the shared data folder")
+    return SHARED
