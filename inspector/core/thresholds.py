@@ -1,0 +1,116 @@
+"""Decision thresholds: from held-out normal images, or F1-optimal on labelled anomalies.
+
+A model stores two :class:`Threshold` objects: one on image scores (normal / anomalous) and one
+on anomaly-map values (where region contours are drawn), each saying how it was chosen.
+
+Statistical strategies (``mean+3std``, ``percentile``) only see scores of normal images that were
+held out from training; the training code decides how many normal images it holds out (see
+:mod:`inspector.core.training`).  ``f1-optimal`` needs scores with labels, anomalies included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import metrics
+
+METHODS = ("mean+3std", "percentile", "f1-optimal", "manual")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A threshold: a score is anomalous when ``score >= value``."""
+
+    value: float
+    method: str          # one of METHODS
+    n: int               # number of scores it was computed from (0 for manual)
+    detail: str = ""     # one human-readable line, e.g. for a report
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown threshold method {self.method!r} (expected one of {', '.join(METHODS)})")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-able dict."""
+        return {"value": float(self.value), "method": self.method, "n": int(self.n), "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Threshold":
+        return cls(value=float(d["value"]), method=str(d["method"]), n=int(d["n"]),
+                   detail=str(d.get("detail", "")))
+
+
+def _normal_scores(normal_scores: ArrayLike) -> np.ndarray:
+    s = np.asarray(normal_scores, dtype=np.float64).ravel()
+    if s.size == 0:
+        raise ValueError("no held-out normal images to set a threshold from")
+    if not np.isfinite(s).all():
+        raise ValueError("normal scores must be finite numbers")
+    return s
+
+
+def _images(n: int) -> str:
+    return f"{n} held-out normal image{'s' if n != 1 else ''}"
+
+
+def mean_std(normal_scores: ArrayLike, k: float = 3.0) -> Threshold:
+    """Mean + ``k`` × standard deviation (population, ddof=0) of normal scores."""
+    s = _normal_scores(normal_scores)
+    mean, std = float(s.mean()), float(s.std())
+    return Threshold(value=mean + k * std, method="mean+3std", n=s.size,
+                     detail=f"mean {mean:.4g} + {k:g} x std {std:.4g} of {_images(s.size)}")
+
+
+def percentile(normal_scores: ArrayLike, q: float = 99.0) -> Threshold:
+    """The ``q``-th percentile (linear interpolation) of normal scores."""
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile must be between 0 and 100, got {q}")
+    s = _normal_scores(normal_scores)
+    return Threshold(value=float(np.percentile(s, q)), method="percentile", n=s.size,
+                     detail=f"percentile {q:g} of {_images(s.size)}")
+
+
+def f1_optimal(scores: ArrayLike, labels: ArrayLike) -> Threshold:
+    """The threshold with the best F1 on labelled scores (1 = anomalous)."""
+    y = np.asarray(labels).ravel()
+    n_anomalous = int(np.count_nonzero(y == 1))
+    if n_anomalous == 0 or n_anomalous == y.size:
+        raise ValueError("an F1-optimal threshold needs both normal and anomalous labelled images")
+    f1, value = metrics.f1_optimal(y, scores)
+    return Threshold(value=value, method="f1-optimal", n=y.size,
+                     detail=f"best F1 {f1:.3f} on {y.size} labelled images ({n_anomalous} anomalous)")
+
+
+def manual(value: float) -> Threshold:
+    """A threshold set by hand."""
+    return Threshold(value=float(value), method="manual", n=0, detail="set by hand")
+
+
+# Strategies that need only normal scores, by name.
+STRATEGIES: Dict[str, Callable[[ArrayLike], Threshold]] = {
+    "mean+3std": mean_std,
+    "percentile": percentile,
+}
+
+
+def choose(name: str, normal_scores: Optional[ArrayLike], scores: Optional[ArrayLike] = None,
+           labels: Optional[ArrayLike] = None) -> Threshold:
+    """Compute a threshold by strategy name: a key of :data:`STRATEGIES` or ``"f1-optimal"``.
+
+    ``"f1-optimal"`` uses ``scores`` and ``labels`` (``normal_scores`` is ignored); the others use
+    ``normal_scores``.
+    """
+    if name == "f1-optimal":
+        if scores is None or labels is None:
+            raise ValueError("the f1-optimal threshold needs scores and labels")
+        return f1_optimal(scores, labels)
+    if name not in STRATEGIES:
+        known = ", ".join([*STRATEGIES, "f1-optimal"])
+        raise ValueError(f"unknown threshold strategy {name!r} (expected one of {known})")
+    if normal_scores is None:
+        raise ValueError("no held-out normal images to set a threshold from")
+    return STRATEGIES[name](normal_scores)
