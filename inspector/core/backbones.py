@@ -1,0 +1,202 @@
+"""Backbones: torchvision models, their layer taps, where their weights come from, and the device.
+
+Weights are resolved in this order:
+
+1. an explicit file (``--weights FILE`` or a setting in the app),
+2. the ``INSPECTOR_WEIGHTS`` environment variable,
+3. torchvision's own cache / download (``~/.cache/torch/hub/checkpoints``),
+
+and when none works, :class:`WeightsError` says how to get them.  Random weights are used only
+when asked for explicitly (speed measurements and plumbing tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from .errors import WeightsError
+
+WEIGHTS_ENV = "INSPECTOR_WEIGHTS"
+DEVICE_ENV = "INSPECTOR_DEVICE"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    taps: Dict[int, str]           # stride -> layer name, with its channel count below
+    channels: Dict[int, int]
+    weights_enum: str              # torchvision weights enum name, e.g. "Wide_ResNet50_2_Weights"
+
+    def tap_names(self, strides: Sequence[int]) -> List[str]:
+        return [self.taps[s] for s in strides]
+
+    def tap_channels(self, strides: Sequence[int]) -> List[int]:
+        return [self.channels[s] for s in strides]
+
+    def build(self) -> nn.Module:
+        return getattr(torchvision.models, self.name)(weights=None)
+
+    @property
+    def weights(self):
+        return getattr(torchvision.models, self.weights_enum).DEFAULT
+
+
+def _resnet(name: str, enum: str, widths: Tuple[int, int, int, int]) -> BackboneSpec:
+    return BackboneSpec(name, {4: "layer1", 8: "layer2", 16: "layer3", 32: "layer4"},
+                        dict(zip((4, 8, 16, 32), widths)), enum)
+
+
+REGISTRY: Dict[str, BackboneSpec] = {
+    "wide_resnet50_2": _resnet("wide_resnet50_2", "Wide_ResNet50_2_Weights", (256, 512, 1024, 2048)),
+    "resnet18": _resnet("resnet18", "ResNet18_Weights", (64, 128, 256, 512)),
+    "resnet50": _resnet("resnet50", "ResNet50_Weights", (256, 512, 1024, 2048)),
+    "mobilenet_v2": BackboneSpec(
+        "mobilenet_v2", {4: "features.3", 8: "features.6", 16: "features.13", 32: "features.18"},
+        {4: 24, 8: 32, 16: 96, 32: 1280}, "MobileNet_V2_Weights"),
+}
+DEFAULT_BACKBONE = "wide_resnet50_2"
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise WeightsError(f"unknown backbone '{name}' (choose one of: {', '.join(REGISTRY)})") from None
+
+
+def default_device() -> torch.device:
+    """CUDA when present (or what ``INSPECTOR_DEVICE`` says), else the CPU."""
+    wanted = os.environ.get(DEVICE_ENV)
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def state_dict_sha256(state: Dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: str               # "file", "env", "torchvision", "random"
+    path: Optional[str]     # the file read, if any
+    sha256: str
+    seed: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "seed": self.seed}
+
+
+def _how_to_get(spec: BackboneSpec) -> str:
+    fname = spec.weights.url.rsplit("/", 1)[-1]
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    return (f"No ImageNet weights for {spec.name}. Either let torchvision download them once (needs internet), "
+            f"or copy {fname} into {cache}, or pass --weights FILE (the app: Settings > Weights file), "
+            f"or set {WEIGHTS_ENV}=FILE. Use --random-weights only for speed measurements.")
+
+
+def _read_state_dict(path: Path, spec: BackboneSpec) -> Dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise WeightsError(f"{path} is not a readable PyTorch weights file ({type(exc).__name__})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state dict of tensors")
+    return obj
+
+
+def load_backbone_module(name: str, weights: Optional[str] = None, random_weights: bool = False,
+                         seed: int = 0) -> Tuple[nn.Module, WeightsSource]:
+    """Build torchvision's ``name`` with resolved weights. Returns the module and where they came from."""
+    spec = get_spec(name)
+    if random_weights and weights:
+        raise WeightsError("choose either a weights file or random weights, not both")
+    if random_weights:
+        torch.manual_seed(seed)
+        model = spec.build()
+        return model, WeightsSource("random", None, state_dict_sha256(model.state_dict()), seed)
+
+    kind, path = None, None
+    if weights:
+        kind, path = "file", Path(weights).expanduser()
+    elif os.environ.get(WEIGHTS_ENV):
+        kind, path = "env", Path(os.environ[WEIGHTS_ENV]).expanduser()
+    if path is not None:
+        state = _read_state_dict(path, spec)
+    else:
+        kind = "torchvision"
+        fname = spec.weights.url.rsplit("/", 1)[-1]
+        path = Path(torch.hub.get_dir()) / "checkpoints" / fname
+        if not path.is_file():
+            try:
+                spec.weights.get_state_dict(progress=True)
+            except Exception as exc:
+                raise WeightsError(f"{_how_to_get(spec)} (download failed: {str(exc)[:120]})") from None
+        state = _read_state_dict(path, spec)
+    model = spec.build()
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "keys or shapes differ"
+        raise WeightsError(f"{path} does not fit {spec.name}: {first[:200]}") from None
+    return model, WeightsSource(kind, str(path), file_sha256(path))
+
+
+class TapExtractor(nn.Module):
+    """The backbone cut after its deepest tap; ``forward`` returns the tapped maps in stride order."""
+
+    def __init__(self, model: nn.Module, spec: BackboneSpec, strides: Sequence[int]):
+        super().__init__()
+        self.spec = spec
+        self.strides = tuple(sorted(strides))
+        names = spec.tap_names(self.strides)
+        self.body = create_feature_extractor(model, return_nodes={n: n for n in names})
+        self._names = names
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        out = self.body(x)
+        return [out[n] for n in self._names]
+
+    @property
+    def channels(self) -> List[int]:
+        return self.spec.tap_channels(self.strides)
+
+
+def load_extractor(name: str, strides: Sequence[int], weights: Optional[str] = None,
+                   random_weights: bool = False, seed: int = 0,
+                   device: Optional[torch.device] = None) -> Tuple[TapExtractor, WeightsSource]:
+    """A frozen, eval-mode extractor of ``name`` at the given strides, on ``device``."""
+    spec = get_spec(name)
+    missing = [s for s in strides if s not in spec.taps]
+    if missing:
+        raise WeightsError(f"{name} has no tap at stride {missing}")
+    model, source = load_backbone_module(name, weights, random_weights, seed)
+    ext = TapExtractor(model, spec, strides).eval()
+    for p in ext.parameters():
+        p.requires_grad_(False)
+    return ext.to(device or default_device()), source

@@ -1,0 +1,206 @@
+"""What every method offers.
+
+A :class:`Method` is a strategy: ``fit(source, ctx, job)`` builds an :class:`AnomalyModel` from
+normal images.  A model scores batches in the network's frame (``score_batch``) and offers
+``predict`` for whole images (maps back in the original geometry).  Saving and loading go
+through ``state()`` / ``from_state()`` (JSON-able metadata, numpy arrays, raw blobs) so that
+:mod:`inspector.core.modelfile` can write them without pickle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError, ImageReadError, InspectorError
+from ..images import read_image
+from ..jobs import Job, as_job
+from ..preprocess import Preprocess
+from ..thresholds import Threshold
+
+if TYPE_CHECKING:
+    from ..backbones import TapExtractor
+
+
+@dataclass
+class Prediction:
+    score: float
+    anomaly_map: np.ndarray          # float32, H×W of the original image
+    image_threshold: float
+    pixel_threshold: float
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.score >= self.image_threshold
+
+    @property
+    def verdict(self) -> str:
+        return "anomalous" if self.is_anomalous else "normal"
+
+
+class FrameSource:
+    """Image files read lazily in batches and turned into normalised network input.
+
+    Unreadable files are skipped and listed in ``skipped`` as ``(path, reason)``.
+    """
+
+    def __init__(self, paths: Sequence, preprocess: Preprocess, batch_size: int = 16):
+        self.paths = [Path(p) for p in paths]
+        self.preprocess = preprocess
+        self.batch_size = batch_size
+        self.skipped: List[Tuple[Path, str]] = []
+        self.used: List[Path] = []
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batches(self, job: Optional[Job] = None, stage: Optional[str] = "reading images") -> Iterator[np.ndarray]:
+        """Yield (B, 3, S, S) float32 batches; reports ``stage`` progress per batch (None: only
+        checks for cancellation, when the consumer reports progress itself)."""
+        job = as_job(job)
+        self.skipped, self.used = [], []
+        frames: List[np.ndarray] = []
+        for i, p in enumerate(self.paths):
+            job.check()
+            try:
+                frames.append(self.preprocess.frame(read_image(p)))
+                self.used.append(p)
+            except ImageReadError as exc:
+                self.skipped.append((p, exc.reason))
+            if len(frames) == self.batch_size or (i == len(self.paths) - 1 and frames):
+                if stage is not None:
+                    job.step(stage, i + 1, len(self.paths))
+                yield self.preprocess.normalise(frames)
+                frames = []
+        if not self.used:
+            raise DatasetError(f"none of the {len(self.paths)} images could be read")
+
+
+@dataclass
+class FitContext:
+    """What a method needs beside the images: backbone, weights, frame, device, seed."""
+    backbone: str
+    preprocess: Preprocess
+    weights: Optional[str] = None
+    random_weights: bool = False
+    seed: int = 0
+    device: Optional[torch.device] = None
+    options: Dict = field(default_factory=dict)
+    anomalies: List[Tuple[Path, Optional[Path]]] = field(default_factory=list)  # labelled (image, mask or None)
+
+
+class AnomalyModel(ABC):
+    """A trained model: scores batches in the network's frame and whole images."""
+
+    method: ClassVar[str]
+
+    def __init__(self, meta: Dict, preprocess: Preprocess):
+        self.meta = meta
+        self.preprocess = preprocess
+        self.image_threshold = Threshold(float("inf"), "manual", 0, "not set")
+        self.pixel_threshold = Threshold(float("inf"), "manual", 0, "not set")
+
+    # -- scoring ---------------------------------------------------------------------------
+    @abstractmethod
+    def score_batch(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(B, 3, S, S) normalised input → image scores (B,) and anomaly maps (B, S, S) in the frame."""
+
+    def score_frames(self, batches, job: Optional[Job] = None, total: Optional[int] = None,
+                     stage: str = "scoring") -> Tuple[np.ndarray, np.ndarray]:
+        """Score an iterable of normalised batches; progress per batch."""
+        job = as_job(job)
+        scores, maps = [], []
+        done = 0
+        for x in batches:
+            job.check()
+            s, m = self.score_batch(x)
+            scores.append(s)
+            maps.append(m)
+            done += len(s)
+            job.step(stage, done, total or done)
+        if not scores:
+            return np.zeros(0, np.float32), np.zeros((0, self.preprocess.size, self.preprocess.size), np.float32)
+        return np.concatenate(scores), np.concatenate(maps)
+
+    def predict(self, images: Sequence[np.ndarray], job: Optional[Job] = None,
+                batch_size: int = 8) -> List[Prediction]:
+        """RGB uint8 images → predictions whose maps lie on each original image."""
+        job = as_job(job)
+        out: List[Prediction] = []
+        for i in range(0, len(images), batch_size):
+            job.check()
+            chunk = images[i:i + batch_size]
+            scores, maps = self.score_batch(self.preprocess.batch(chunk))
+            for im, s, m in zip(chunk, scores, maps):
+                out.append(Prediction(float(s), self.preprocess.to_original(m, im.shape[:2]),
+                                      self.image_threshold.value, self.pixel_threshold.value))
+            job.step("inspecting", min(i + batch_size, len(images)), len(images))
+        return out
+
+    # -- persistence -----------------------------------------------------------------------
+    @abstractmethod
+    def state(self) -> Tuple[Dict, Dict[str, np.ndarray], Dict[str, bytes]]:
+        """Method-specific metadata (JSON-able), arrays and raw blobs to save."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, meta: Dict, arrays: Dict[str, np.ndarray], blobs: Dict[str, bytes],
+                   preprocess: Preprocess, load_backbone: "BackboneLoader") -> "AnomalyModel":
+        """Rebuild a model saved with :meth:`state`.
+
+        ``load_backbone(strides)`` returns the frozen extractor with the weights the model was
+        trained with (the model file checks their sha256).
+        """
+
+
+BackboneLoader = Callable[[Sequence[int]], "TapExtractor"]
+
+
+class Method(ABC):
+    """A strategy that trains an :class:`AnomalyModel` from normal images."""
+
+    name: ClassVar[str]
+    model_class: ClassVar[Type[AnomalyModel]]
+
+    @abstractmethod
+    def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> AnomalyModel:
+        """Train on the normal images of ``source``."""
+
+
+_METHODS: Dict[str, Type[Method]] = {}
+
+
+def register(cls: Type[Method]) -> Type[Method]:
+    _METHODS[cls.name] = cls
+    return cls
+
+
+BUILTIN_METHODS = ("patchcore", "npad", "apc")
+
+
+def _load_builtin() -> None:
+    """Import the built-in methods present in this build (each registers itself)."""
+    for name in BUILTIN_METHODS:
+        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
+            importlib.import_module(f"{__package__}.{name}")
+
+
+def method_names() -> List[str]:
+    _load_builtin()
+    return list(_METHODS)
+
+
+def get_method(name: str) -> Type[Method]:
+    _load_builtin()
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise InspectorError(f"unknown method '{name}' (choose one of: {', '.join(_METHODS)})") from None

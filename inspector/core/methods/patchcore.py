@@ -1,0 +1,161 @@
+"""PatchCore (Roth et al., CVPR 2022), as in METHODS.md §1.
+
+Kept apart, as in anomalib: the feature pipeline (:mod:`..features`), the memory bank with its
+coreset and index (here), the anomaly map (:mod:`..anomaly_map`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..anomaly_map import grid_to_maps
+from ..backbones import TapExtractor, load_extractor
+from ..coreset import greedy_coreset
+from ..errors import InspectorError
+from ..features import output_dim, patch_features, to_rows
+from ..jobs import Job, as_job
+from ..preprocess import Preprocess
+from ..search import NeighbourIndex, build_index, load_index
+from .base import AnomalyModel, FitContext, FrameSource, Method, register
+
+
+@dataclass
+class PatchCoreOptions:
+    strides: Tuple[int, ...] = (8, 16)   # taps (paper: layer2 + layer3 of WRN-50)
+    d: int = 1024                        # target feature dimension (paper: 1024)
+    kernel: int = 3                      # neighbourhood aggregation window (paper: 3)
+    coreset_ratio: float = 0.1           # paper: 10% (1% nearly as good)
+    projection_dim: int = 128            # random projection for coreset distances (paper: 128)
+    index: str = "exact"                 # "exact" (default, see README) or "hnsw" (approximate)
+    ef_search: int = 64                  # HNSW search breadth
+    reweight: bool = True                # the paper's reweighted image score; False: plain max
+    b: int = 9                           # neighbourhood size for the reweighting (paper: 9)
+    blur_sigma: float = 4.0              # anomaly-map smoothing (paper: 4)
+    batch_size: int = 16
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "PatchCoreOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InspectorError(f"unknown PatchCore option(s): {', '.join(unknown)}")
+        opts = cls(**{k: (tuple(v) if k == "strides" else v) for k, v in d.items()})
+        if not 0.0 < opts.coreset_ratio <= 1.0:
+            raise InspectorError(f"coreset ratio must be between 0 and 1 (got {opts.coreset_ratio})")
+        if opts.index not in ("hnsw", "exact"):
+            raise InspectorError(f"unknown index '{opts.index}' (choose hnsw or exact)")
+        return opts
+
+    def to_dict(self) -> Dict:
+        d = asdict(self)
+        d["strides"] = list(self.strides)
+        return d
+
+
+def reweighted_scores(index: NeighbourIndex, bank: np.ndarray, rows: np.ndarray, patch_min: np.ndarray,
+                      nn_idx: np.ndarray, b: int) -> np.ndarray:
+    """The paper's image score for each image.
+
+    For the patch with the largest score m_t* and its nearest bank entry m*:
+    s = (1 - exp(||m_t* - m*||) / sum_{m in N_b(m*)} exp(||m_t* - m||)) · s(m_t*),
+    N_b(m*) = the b nearest bank entries of m* (m* itself among them).
+    ``rows`` (B, P, D), ``patch_min`` (B, P), ``nn_idx`` (B, P).
+    """
+    top = patch_min.argmax(axis=1)
+    ar = np.arange(len(top))
+    s_star = patch_min[ar, top]
+    m_t = rows[ar, top]                                   # (B, D)
+    m_star = bank[nn_idx[ar, top]]                        # (B, D)
+    _, nb = index.search(m_star, b)                       # (B, b)
+    dists = np.linalg.norm(bank[nb] - m_t[:, None, :], axis=2)          # (B, b)
+    d_star = np.linalg.norm(m_t - m_star, axis=1)                       # (B,)
+    shift = dists.min(axis=1, keepdims=True)              # stable softmax
+    weight = 1.0 - np.exp(d_star - shift[:, 0]) / np.exp(dists - shift).sum(axis=1)
+    return (weight * s_star).astype(np.float32)
+
+
+class PatchCoreModel(AnomalyModel):
+    method = "patchcore"
+
+    def __init__(self, meta: Dict, preprocess: Preprocess, extractor: TapExtractor,
+                 options: PatchCoreOptions, bank: np.ndarray, index: NeighbourIndex):
+        super().__init__(meta, preprocess)
+        self.extractor = extractor
+        self.options = options
+        self.bank = bank
+        self.index = index
+        self.device = next(extractor.parameters()).device
+
+    @torch.inference_mode()
+    def features(self, x: np.ndarray) -> torch.Tensor:
+        """(B, 3, S, S) normalised → (B, D', h, w) patch features on the CPU."""
+        taps = self.extractor(torch.from_numpy(x).to(self.device))
+        return patch_features(taps, self.options.d, self.options.kernel).float().cpu()
+
+    def score_batch(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        feats = self.features(x)
+        b, d, h, w = feats.shape
+        rows = to_rows(feats).numpy()
+        dist, idx = self.index.search(rows, 1)
+        patch_min = dist[:, 0].reshape(b, h * w)
+        if self.options.reweight:
+            scores = reweighted_scores(self.index, self.bank, rows.reshape(b, h * w, d), patch_min,
+                                       idx[:, 0].reshape(b, h * w), self.options.b)
+        else:
+            scores = patch_min.max(axis=1)
+        maps = grid_to_maps(patch_min.reshape(b, h, w), self.preprocess.size, self.options.blur_sigma)
+        return scores.astype(np.float32), maps
+
+    def state(self):
+        meta = {"options": self.options.to_dict(), "bank_size": int(len(self.bank)),
+                "feature_dim": int(self.bank.shape[1]), "index_params": self.index.params}
+        return meta, {"bank": self.bank}, {"index": self.index.to_bytes().tobytes()}
+
+    @classmethod
+    def from_state(cls, meta, arrays, blobs, preprocess, load_backbone):
+        opts = PatchCoreOptions.from_dict(meta["options"])
+        bank = np.ascontiguousarray(arrays["bank"], dtype=np.float32)
+        index = load_index(opts.index, np.frombuffer(blobs["index"], dtype=np.uint8), meta.get("index_params", {}))
+        if index.size != len(bank) or index.dim != bank.shape[1]:
+            raise InspectorError("model file is inconsistent: index and memory bank differ")
+        return cls({}, preprocess, load_backbone(opts.strides), opts, bank, index)
+
+
+@register
+class PatchCore(Method):
+    name = "patchcore"
+    model_class = PatchCoreModel
+
+    def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> PatchCoreModel:
+        job = as_job(job)
+        opts = PatchCoreOptions.from_dict(ctx.options)
+        job.step("loading backbone", 0, 1)
+        extractor, wsource = load_extractor(ctx.backbone, opts.strides, ctx.weights, ctx.random_weights,
+                                            ctx.seed, ctx.device)
+        model = PatchCoreModel({}, ctx.preprocess, extractor, opts, np.zeros((0, 1), np.float32), None)
+        timings = {}
+        t0 = time.perf_counter()
+        source.batch_size = opts.batch_size
+        chunks = [to_rows(model.features(x)).numpy() for x in source.batches(job, "extracting features")]
+        rows = np.concatenate(chunks)
+        del chunks
+        timings["feature_extraction_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sel = greedy_coreset(rows, opts.coreset_ratio, opts.projection_dim, ctx.seed, job)
+        bank = np.ascontiguousarray(rows[np.sort(sel)])
+        del rows
+        timings["coreset_seconds"] = time.perf_counter() - t0
+        job.step("building index", 0, 1)
+        t0 = time.perf_counter()
+        index = build_index(opts.index, bank, **({"ef_search": opts.ef_search} if opts.index == "hnsw" else {}))
+        timings["index_seconds"] = time.perf_counter() - t0
+        job.step("building index", 1, 1)
+        model.bank, model.index = bank, index
+        model.meta = {"backbone": ctx.backbone, "weights": wsource.to_dict(),
+                      "feature_dim": output_dim(extractor.channels, opts.d), "timings": timings}
+        return model

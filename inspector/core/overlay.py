@@ -1,0 +1,50 @@
+"""Anomaly maps as pictures: colour map, blend on the image, contours of regions above a threshold.
+
+The colour scale is anchored on the pixel threshold, so colours mean the same on every image:
+0 is deep blue (normal), the threshold sits in the middle, twice the threshold and above is red.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import cv2
+import numpy as np
+
+
+def normalise(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """Map values → 0..1 with the threshold at 0.5."""
+    t = float(pixel_threshold)
+    if not np.isfinite(t) or t <= 0:
+        lo, hi = float(amap.min()), float(amap.max())
+        return np.zeros_like(amap, np.float32) if hi <= lo else ((amap - lo) / (hi - lo)).astype(np.float32)
+    return np.clip(amap / (2.0 * t), 0.0, 1.0).astype(np.float32)
+
+
+def colorize(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """RGB uint8 picture of ``amap``: blue = normal, red = anomalous (jet colour map)."""
+    u8 = (normalise(amap, pixel_threshold) * 255.0 + 0.5).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def contours(amap: np.ndarray, threshold: float) -> List[np.ndarray]:
+    """Outlines of the regions where ``amap >= threshold``, each an (N, 2) array of (x, y)."""
+    if not np.isfinite(threshold):
+        return []
+    mask = (amap >= threshold).astype(np.uint8)
+    found, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c[:, 0, :] for c in found]
+
+
+def render_overlay(image: np.ndarray, amap: np.ndarray, pixel_threshold: float, opacity: float = 0.5,
+                   draw_contours: bool = True) -> np.ndarray:
+    """The image with the coloured map blended on it and the anomalous regions outlined."""
+    if amap.shape != image.shape[:2]:
+        amap = cv2.resize(amap, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    out = cv2.addWeighted(image, 1.0 - opacity, colorize(amap, pixel_threshold), opacity, 0.0)
+    if draw_contours:
+        lines = [c.reshape(-1, 1, 2).astype(np.int32) for c in contours(amap, pixel_threshold)]
+        thick = max(1, round(max(image.shape[:2]) / 300))
+        cv2.drawContours(out, lines, -1, (255, 255, 255), thick + 1)
+        cv2.drawContours(out, lines, -1, (255, 0, 0), thick)
+    return out

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from inspector.core.coreset import greedy_coreset, greedy_coreset_reference
+from inspector.core.jobs import Cancelled, CancelToken, Job
+
+
+def _start(n, seed):
+    return int(np.random.default_rng(seed).integers(n))
+
+
+def test_ratio_and_distinct_picks():
+    x = np.random.default_rng(0).standard_normal((2000, 32)).astype(np.float32)
+    sel = greedy_coreset(x, 0.1, seed=1)
+    assert len(sel) == 200
+    assert len(set(sel.tolist())) == 200
+    assert sel.min() >= 0 and sel.max() < 2000
+
+
+def test_same_selection_as_the_textbook_loop():
+    x = np.random.default_rng(2).standard_normal((1500, 24)).astype(np.float32)
+    sel = greedy_coreset(x, 0.05, seed=5)
+    ref = greedy_coreset_reference(x, len(sel), _start(len(x), 5))
+    np.testing.assert_array_equal(sel, ref)
+
+
+def test_farthest_point_property_on_toy_data():
+    # each pick is the point farthest from everything picked before it
+    x = np.random.default_rng(3).uniform(0, 10, (400, 2)).astype(np.float32)
+    sel = greedy_coreset(x, 0.1, seed=0)
+    for k in range(1, len(sel)):
+        d = np.linalg.norm(x[:, None, :] - x[sel[:k]][None], axis=2).min(axis=1)
+        assert d[sel[k]] == pytest.approx(d.max(), rel=1e-5)
+
+
+def test_clusters_are_all_covered():
+    rng = np.random.default_rng(4)
+    centres = np.array([[0, 0], [100, 0], [0, 100], [100, 100]], np.float32)
+    x = np.concatenate([c + rng.normal(0, 1, (250, 2)) for c in centres]).astype(np.float32)
+    sel = greedy_coreset(x, 0.004, seed=0)     # 4 picks
+    assert sorted(set((sel // 250).tolist())) == [0, 1, 2, 3]
+
+
+def test_deterministic_under_a_seed_and_projection_used_for_wide_features():
+    x = np.random.default_rng(6).standard_normal((3000, 300)).astype(np.float32)
+    a = greedy_coreset(x, 0.02, projection_dim=64, seed=7)
+    b = greedy_coreset(x, 0.02, projection_dim=64, seed=7)
+    c = greedy_coreset(x, 0.02, projection_dim=64, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_cancel_stops_selection():
+    x = np.random.default_rng(0).standard_normal((5000, 16)).astype(np.float32)
+    token = CancelToken()
+    seen = []
+
+    def progress(stage, done, total):
+        seen.append(done)
+        if done > 1:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        greedy_coreset(x, 0.5, seed=0, job=Job(progress, token), chunk=64)
+    assert max(seen) < 2500
+
+
+def test_bad_ratio_is_refused():
+    with pytest.raises(ValueError):
+        greedy_coreset(np.zeros((10, 2), np.float32), 0.0)

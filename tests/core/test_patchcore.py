@@ -1,0 +1,150 @@
+"""PatchCore end to end on generated textures: train, score, save, load, cancel, bad files."""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import texture, with_defect
+from inspector.core.errors import ModelFileError, WeightsError
+from inspector.core.images import list_images
+from inspector.core.jobs import Cancelled, CancelToken, Job
+from inspector.core.modelfile import load_model, read_metadata, save_model
+from inspector.core.training import TrainSettings, train_model
+
+FAST = dict(backbone="resnet18", random_weights=True, resize=64, options={"coreset_ratio": 0.5})
+
+
+@pytest.fixture
+def trained(good_dir):
+    return train_model(list_images(good_dir), TrainSettings(**FAST))
+
+
+def test_defect_scores_above_normal(trained):
+    model = trained.model
+    normal = [texture(50 + i) for i in range(3)]
+    defects = [with_defect(texture(60 + i), seed=i)[0] for i in range(3)]
+    preds = model.predict(normal + defects)
+    scores = np.array([p.score for p in preds])
+    assert scores[3:].min() > scores[:3].max()
+    assert preds[0].anomaly_map.shape == (64, 64)
+    # the map peaks inside the painted defect
+    img, mask = with_defect(texture(61), seed=7)
+    amap = model.predict([img])[0].anomaly_map
+    assert mask[np.unravel_index(amap.argmax(), amap.shape)]
+
+
+def test_thresholds_come_from_held_out_normal_images(trained):
+    m = trained.model
+    assert trained.n_train == 11 and len(trained.holdout_scores) == 1   # 10% of 12
+    assert m.image_threshold.method == "mean+3std" and m.image_threshold.n == 1
+    assert np.isfinite(m.pixel_threshold.value)
+
+
+def test_save_and_load_give_identical_scores(trained, tmp_path):
+    path = save_model(trained.model, tmp_path / "m.inspector")
+    meta = read_metadata(path)
+    for key in ("backbone", "weights", "preprocess", "thresholds", "training", "inspector_version", "created"):
+        assert key in meta
+    assert meta["training"]["n_images"] == 11 and len(meta["training"]["sha256"]) == 64
+    loaded = load_model(path)
+    imgs = [texture(70), with_defect(texture(71))[0]]
+    a, b = trained.model.predict(imgs), loaded.predict(imgs)
+    for p, q in zip(a, b):
+        assert p.score == q.score
+        np.testing.assert_array_equal(p.anomaly_map, q.anomaly_map)
+    assert loaded.image_threshold == trained.model.image_threshold
+
+
+def test_damaged_and_foreign_model_files_give_clear_errors(trained, tmp_path):
+    path = save_model(trained.model, tmp_path / "m.inspector")
+    data = bytearray(path.read_bytes())
+    # flip bytes in the middle of the bank array
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(64)
+    bad = tmp_path / "bad.inspector"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="damaged|not an Inspector"):
+        load_model(bad)
+    (tmp_path / "foreign.inspector").write_bytes(b"hello")
+    with pytest.raises(ModelFileError, match="not an Inspector model file"):
+        load_model(tmp_path / "foreign.inspector")
+    z = tmp_path / "other.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("readme.txt", "x")
+    with pytest.raises(ModelFileError):
+        load_model(z)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "missing.inspector")
+
+
+def test_cancel_raises_and_writes_no_file(good_dir, tmp_path):
+    token = CancelToken()
+    stages = []
+
+    def progress(stage, done, total):
+        stages.append(stage)
+        if stage == "extracting features":
+            token.cancel()
+
+    target = tmp_path / "models" / "m.inspector"
+    with pytest.raises(Cancelled):
+        result = train_model(list_images(good_dir), TrainSettings(**FAST), Job(progress, token))
+        save_model(result.model, target)
+    assert not target.exists()
+    assert not list(tmp_path.glob("models/*"))
+    assert "extracting features" in stages and "coreset" not in stages
+
+
+def test_interrupted_save_leaves_previous_model_intact(trained, tmp_path, monkeypatch):
+    path = save_model(trained.model, tmp_path / "models" / "m.inspector")
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("inspector.core.modelfile.os.fsync", boom)
+    with pytest.raises(OSError):
+        save_model(trained.model, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.inspector"]   # no temporary left
+
+
+def test_missing_weights_say_what_to_do(good_dir, monkeypatch, tmp_path):
+    monkeypatch.delenv("INSPECTOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(WeightsError) as exc:
+        train_model(list_images(good_dir), TrainSettings(backbone="resnet18", resize=64))
+    msg = str(exc.value)
+    assert "--weights" in msg and "INSPECTOR_WEIGHTS" in msg
+    with pytest.raises(WeightsError, match="not found"):
+        train_model(list_images(good_dir), TrainSettings(backbone="resnet18", resize=64,
+                                                         weights=str(tmp_path / "none.pth")))
+
+
+def test_weights_file_of_another_architecture_is_refused(good_dir, tmp_path):
+    import torch
+    import torchvision
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(WeightsError, match="does not fit mobilenet_v2"):
+        train_model(list_images(good_dir), TrainSettings(backbone="mobilenet_v2", resize=64,
+                                                         weights=str(tmp_path / "r18.pth")))
+
+
+def test_unreadable_training_images_are_skipped_and_reported(good_dir):
+    (good_dir / "zz_broken.png").write_bytes(b"garbage")
+    result = train_model(list_images(good_dir), TrainSettings(**FAST, holdout=2))
+    assert [p.name for p, _ in result.skipped] == ["zz_broken.png"]
+    assert result.n_train == 10
+    assert result.model.meta["training"]["skipped"][0][0].endswith("zz_broken.png")
+
+
+def test_exact_and_hnsw_agree_on_easy_data(good_dir):
+    opts = dict(FAST)
+    hnsw = train_model(list_images(good_dir), TrainSettings(**{**opts, "options": {"coreset_ratio": 0.5, "index": "hnsw", "ef_search": 256}}))
+    exact = train_model(list_images(good_dir), TrainSettings(**opts))
+    imgs = [texture(80), with_defect(texture(81))[0]]
+    a = [p.score for p in exact.model.predict(imgs)]
+    b = [p.score for p in hnsw.model.predict(imgs)]
+    np.testing.assert_allclose(a, b, rtol=1e-3)

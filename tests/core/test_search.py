@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from inspector.core.search import build_index, load_index
+
+
+def _brute(bank, q, k):
+    d = np.linalg.norm(q[:, None, :].astype(np.float64) - bank[None].astype(np.float64), axis=2)
+    idx = np.argsort(d, axis=1)[:, :k]
+    return np.take_along_axis(d, idx, axis=1), idx
+
+
+def test_exact_search_equals_brute_force():
+    rng = np.random.default_rng(0)
+    bank = rng.standard_normal((500, 40)).astype(np.float32)
+    q = rng.standard_normal((60, 40)).astype(np.float32)
+    index = build_index("exact", bank)
+    d, i = index.search(q, 5)
+    bd, bi = _brute(bank, q, 5)
+    np.testing.assert_array_equal(i, bi)
+    np.testing.assert_allclose(d, bd, rtol=1e-4, atol=1e-4)
+
+
+def test_hnsw_is_close_on_easy_data_and_roundtrips():
+    rng = np.random.default_rng(1)
+    bank = rng.standard_normal((800, 16)).astype(np.float32)
+    q = bank[:50] + 0.01 * rng.standard_normal((50, 16)).astype(np.float32)
+    index = build_index("hnsw", bank, ef_search=128)
+    d, i = index.search(q, 1)
+    assert (i[:, 0] == np.arange(50)).mean() > 0.95
+    again = load_index("hnsw", index.to_bytes(), index.params)
+    d2, i2 = again.search(q, 1)
+    np.testing.assert_array_equal(i, i2)
+
+
+def test_unknown_index_is_refused():
+    with pytest.raises(ValueError):
+        build_index("kdtree", np.zeros((3, 2), np.float32))
