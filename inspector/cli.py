@@ -1,0 +1,334 @@
+"""``inspector``: the command line over the engine.
+
+    inspector                       open the desktop application
+    inspector gui [PATH]            open a project or an image folder in the application
+    inspector train DATA_DIR -o MODEL ...
+    inspector predict MODEL PATH... -o OUT_DIR
+    inspector evaluate DATASET ...
+    inspector benchmark ...
+
+A user's mistake (missing folder, no images, bad weights or model file) prints one line and
+exits with status 2; Ctrl+C cancels cleanly (status 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from . import __version__
+
+EXIT_USER_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+class TerminalProgress:
+    """The job protocol's progress callback as terminal bars, one per stage (tqdm)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+        if stage != self._stage or self._bar is None or (total and self._bar.total != total):
+            self.close()
+            self._stage = stage
+            self._bar = tqdm(total=total or None, desc=stage, unit="", leave=False, file=sys.stderr,
+                             dynamic_ncols=True)
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _job(args):
+    from .core.jobs import Job
+    progress = TerminalProgress(enabled=not getattr(args, "quiet", False))
+    return Job(progress), progress
+
+
+def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> None:
+    from .core.backbones import DEFAULT_BACKBONE, REGISTRY, WEIGHTS_ENV
+    p.add_argument("--method", default="patchcore", help="patchcore (default), npad or apc")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(REGISTRY),
+                   help=f"feature extractor (default {DEFAULT_BACKBONE})")
+    p.add_argument("--weights", metavar="FILE",
+                   help=f"ImageNet weights file for the backbone (else ${WEIGHTS_ENV}, else torchvision's cache)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="untrained backbone: for speed measurements only, useless for detection")
+    p.add_argument("--coreset", type=float, default=0.1, metavar="RATIO",
+                   help="PatchCore memory-bank fraction kept (default 0.1)")
+    p.add_argument("--index", choices=["hnsw", "exact"], default=None,
+                   help="nearest-neighbour search (default exact; hnsw is approximate, see README)")
+    p.add_argument("--resize", type=int, default=256, help="images are resized to this square (default 256)")
+    p.add_argument("--crop", type=int, default=crop_default,
+                   help="center crop after resizing" + (f" (default {crop_default})" if crop_default else
+                                                        " (default: none, the whole image)"))
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, e.g. --option k_channels=100 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _settings(args, **extra):
+    from .core.errors import InspectorError
+    from .core.training import TrainSettings
+    options = {}
+    if args.method == "patchcore":
+        options["coreset_ratio"] = args.coreset
+        if args.index:
+            options["index"] = args.index
+    for item in args.option:
+        if "=" not in item:
+            raise InspectorError(f"--option needs KEY=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        options[k.strip()] = _parse_value(v.strip())
+    return TrainSettings(method=args.method, backbone=args.backbone, weights=args.weights,
+                         random_weights=args.random_weights, resize=args.resize, crop=args.crop,
+                         seed=args.seed, device=args.device, options=options, **extra)
+
+
+def cmd_train(args) -> int:
+    from .core.datasets import training_images
+    from .core.images import describe_skipped
+    from .core.modelfile import save_model
+    from .core.training import train_model
+    paths = training_images(args.data_dir)
+    settings = _settings(args, threshold=args.threshold)
+    job, bar = _job(args)
+    try:
+        result = train_model(paths, settings, job)
+        out = save_model(result.model, args.output)
+    finally:
+        bar.close()
+    if result.skipped:
+        print(describe_skipped(result.skipped), file=sys.stderr)
+    m = result.model
+    print(f"trained {m.method} on {result.n_train} images in {result.seconds:.1f} s -> {out}")
+    print(f"image threshold {m.image_threshold.value:.4g} ({m.image_threshold.detail})")
+    print(f"pixel threshold {m.pixel_threshold.value:.4g} ({m.pixel_threshold.detail})")
+    return 0
+
+
+def _unique_name(out_dir: Path, stem: str, used: set) -> Path:
+    name, i = f"{stem}_overlay.png", 1
+    while name in used:
+        i += 1
+        name = f"{stem}_{i}_overlay.png"
+    used.add(name)
+    return out_dir / name
+
+
+def cmd_predict(args) -> int:
+    import cv2
+    from .core.datasets import expand_inputs
+    from .core.errors import ImageReadError
+    from .core.images import read_image
+    from .core.modelfile import load_model
+    from .core.overlay import render_overlay
+    model = load_model(args.model, weights=args.weights)
+    paths = expand_inputs(args.paths)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job, bar = _job(args)
+    skipped, used_names, n_anomalous = [], set(), 0
+    csv_path = out_dir / "results.csv"
+    try:
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "score", "verdict", "threshold"])
+            for i, p in enumerate(paths):
+                job.step("inspecting", i, len(paths))
+                try:
+                    image = read_image(p)
+                except ImageReadError as exc:
+                    skipped.append((p, exc.reason))
+                    continue
+                pred = model.predict([image])[0]
+                n_anomalous += pred.is_anomalous
+                w.writerow([str(p), f"{pred.score:.6g}", pred.verdict, f"{pred.image_threshold:.6g}"])
+                f.flush()
+                overlay = render_overlay(image, pred.anomaly_map, model.pixel_threshold.value)
+                cv2.imwrite(str(_unique_name(out_dir, p.stem, used_names)), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            job.step("inspecting", len(paths), len(paths))
+    finally:
+        bar.close()
+    from .core.images import describe_skipped
+    if skipped:
+        print(describe_skipped(skipped), file=sys.stderr)
+    done = len(paths) - len(skipped)
+    print(f"{done} image(s) inspected, {n_anomalous} anomalous; results in {csv_path}")
+    return 0
+
+
+def _fmt(v, pct=True):
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}" if pct else f"{v:.1f}"
+
+
+def cmd_evaluate(args) -> int:
+    from .core.evaluation import evaluate
+    settings = _settings(args)
+    cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
+    job, bar = _job(args)
+    header = (f"{'category':<16}{'img AUROC':>10}{'pix AUROC':>10}{'PRO':>7}{'F1':>7}"
+              f"{'train s':>9}{'ms/img':>8}{'RSS MB':>8}{'model MB':>9}{'train':>7}{'test':>6}")
+
+    def show(row):
+        bar.close()
+        print(f"{row.name:<16}{_fmt(row.image_auroc):>10}{_fmt(row.pixel_auroc):>10}{_fmt(row.pro):>7}"
+              f"{_fmt(row.f1):>7}{row.train_seconds:>9.1f}{row.ms_per_image:>8.1f}{row.peak_rss_mb:>8.0f}"
+              f"{row.model_size_mb:>9.1f}{row.n_train:>7}{row.n_test:>6}", flush=True)
+
+    print(f"{settings.method} / {settings.backbone}, resize {settings.resize}, crop {settings.crop or 'none'}"
+          + (f", {args.labelled_anomalies} labelled anomalies left out" if args.labelled_anomalies else ""))
+    print(header, flush=True)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="inspector-eval-") as tmp:
+        try:
+            report = evaluate(args.dataset, settings, cats, job, args.labelled_anomalies,
+                              model_dir=Path(args.save_models or tmp), on_result=show)
+        finally:
+            bar.close()
+    rows = report.pop("_rows")
+    if len(rows) > 1:
+        def mean(key):
+            vals = [getattr(r, key) for r in rows if getattr(r, key) is not None]
+            return sum(vals) / len(vals) if vals else None
+        print(f"{'mean':<16}{_fmt(mean('image_auroc')):>10}{_fmt(mean('pixel_auroc')):>10}"
+              f"{_fmt(mean('pro')):>7}{_fmt(mean('f1')):>7}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+BENCHMARK_KEYS = ("backbone", "image_size", "coreset_ratio", "n_bank_images", "backbone_ms_per_image",
+                  "inference_ms_per_image", "feature_extraction_seconds", "coreset_seconds", "peak_rss_mb")
+
+
+def cmd_benchmark(args) -> int:
+    from .core.benchmark import run_benchmark
+    job, bar = _job(args)
+    options = {}
+    if args.index:
+        options["index"] = args.index
+    for item in args.option:
+        k, v = item.split("=", 1)
+        options[k] = _parse_value(v)
+    try:
+        r = run_benchmark(args.backbone, args.method, args.images, args.coreset, args.size,
+                          random_weights=args.random_weights or not args.weights, weights=args.weights,
+                          options=options, job=job)
+    finally:
+        bar.close()
+    print(f"{r['method']} / {r['backbone']} at {r['image_size']} px on {r['device']}, bank from "
+          f"{r['n_bank_images']} images, coreset {r['coreset_ratio']}, index {r['index']}")
+    print(f"  backbone forward     {r['backbone_ms_per_image']:8.1f} ms/image")
+    print(f"  full inference       {r['inference_ms_per_image']:8.1f} ms/image "
+          f"({r['inference_ms_per_image'] / r['backbone_ms_per_image']:.2f} x backbone)")
+    if r["feature_extraction_seconds"] is not None:
+        print(f"  feature extraction   {r['feature_extraction_seconds']:8.1f} s")
+    if r["coreset_seconds"] is not None:
+        print(f"  coreset selection    {r['coreset_seconds']:8.1f} s")
+    print(f"  peak RSS             {r['peak_rss_mb']:8.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: r[k] for k in BENCHMARK_KEYS}, indent=2))
+    return 0
+
+
+def cmd_gui(args) -> int:
+    from .gui.app import main as gui_main
+    return gui_main(args.path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inspector", description="Visual quality inspection with anomaly detection.")
+    p.add_argument("--version", action="version", version=f"inspector {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    g = sub.add_parser("gui", help="open the desktop application")
+    g.add_argument("path", nargs="?", help="a project folder or an image folder")
+    g.set_defaults(func=cmd_gui)
+
+    t = sub.add_parser("train", help="train a model on normal images")
+    t.add_argument("data_dir", help="a folder of normal images, or an MVTec-layout category (uses train/good)")
+    t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.inspector)")
+    t.add_argument("--threshold", default="mean+3std", choices=["mean+3std", "percentile"],
+                   help="how the image threshold is set from held-out normal images (default mean+3std)")
+    _add_model_args(t, None)
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="score images with a model")
+    pr.add_argument("model", help="a model file written by 'inspector train'")
+    pr.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    pr.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for results.csv and overlays")
+    pr.add_argument("--weights", metavar="FILE", help="the backbone weights file the model was trained with")
+    pr.add_argument("-q", "--quiet", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("evaluate", help="train and test on MVTec-layout data; prints AUROC, PRO, timings")
+    e.add_argument("dataset", help="an MVTec-layout root (folder of categories) or one category")
+    e.add_argument("--categories", help="comma-separated category names")
+    e.add_argument("--labelled-anomalies", type=int, default=0, metavar="N",
+                   help="move N anomalous test images per category into training (APC) and out of the evaluation")
+    e.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    e.add_argument("--save-models", metavar="DIR", help="keep the trained models in DIR")
+    _add_model_args(e, 224)
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("benchmark", help="speed: backbone vs full inference, bank building, memory")
+    b.add_argument("--method", default="patchcore")
+    b.add_argument("--backbone", default="wide_resnet50_2")
+    b.add_argument("--weights", metavar="FILE")
+    b.add_argument("--random-weights", action="store_true", help="(the default: speed does not depend on weights)")
+    b.add_argument("--images", type=int, default=209, help="bank images (default 209)")
+    b.add_argument("--coreset", type=float, default=0.1)
+    b.add_argument("--size", type=int, default=224, help="image size (default 224)")
+    b.add_argument("--index", choices=["hnsw", "exact"], default=None)
+    b.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--json", metavar="OUT.json")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.set_defaults(func=cmd_benchmark)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        args.path = None
+        args.func = cmd_gui
+    from .core.errors import InspectorError
+    from .core.jobs import Cancelled
+    try:
+        return args.func(args)
+    except InspectorError as exc:
+        print(f"inspector: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (Cancelled, KeyboardInterrupt):
+        print("inspector: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

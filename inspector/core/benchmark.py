@@ -1,0 +1,98 @@
+"""Speed benchmark: backbone-only forward vs full inference, bank building, peak memory.
+
+It makes its own images (random textures), so it needs no data set, and runs with random
+weights (speed does not depend on the weights' values).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from .evaluation import peak_rss_mb
+from .jobs import Job, as_job
+from .training import TrainSettings, train_model
+
+
+def synthetic_images(folder: Path, n: int, size: int, seed: int = 0) -> list:
+    """Write ``n`` smooth random textures of ``size``² pixels as PNG files; returns their paths."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        noise = rng.standard_normal((size // 8, size // 8, 3)).astype(np.float32)
+        img = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+        img = img + 0.3 * rng.standard_normal((size, size, 3)).astype(np.float32)
+        img = np.clip(128 + 40 * img, 0, 255).astype(np.uint8)
+        p = folder / f"{i:04d}.png"
+        cv2.imwrite(str(p), img)
+        paths.append(p)
+    return paths
+
+
+def _time_per_image(fn, batches, repeats: int) -> float:
+    fn(batches[0])  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(repeats):
+        for b in batches:
+            fn(b)
+            n += len(b)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return 1000.0 * (time.perf_counter() - t0) / n
+
+
+def run_benchmark(backbone: str = "wide_resnet50_2", method: str = "patchcore", n_images: int = 209,
+                  coreset_ratio: float = 0.1, image_size: int = 224, n_inference: int = 32,
+                  batch_size: int = 8, random_weights: bool = True, weights: Optional[str] = None,
+                  options: Optional[Dict] = None, job: Optional[Job] = None) -> Dict:
+    job = as_job(job)
+    opts = dict(options or {})
+    if method == "patchcore":
+        opts.setdefault("coreset_ratio", coreset_ratio)
+    with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
+        job.step("making images", 0, 1)
+        paths = synthetic_images(Path(tmp) / "bank", n_images + n_inference, image_size)
+        settings = TrainSettings(method=method, backbone=backbone, weights=weights,
+                                 random_weights=random_weights and not weights,
+                                 resize=image_size, crop=None, holdout=0, options=opts)
+        result = train_model(paths[:n_images], settings, job)
+        model = result.model
+        images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths[n_images:]]
+        batches = [model.preprocess.batch(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        job.step("timing inference", 0, 2)
+        extractor = model.extractor
+        device = next(extractor.parameters()).device
+
+        @torch.inference_mode()
+        def backbone_only(x):
+            extractor(torch.from_numpy(x).to(device))
+
+        backbone_ms = _time_per_image(backbone_only, batches, 2)
+        job.step("timing inference", 1, 2)
+        inference_ms = _time_per_image(model.score_batch, batches, 2)
+        job.step("timing inference", 2, 2)
+        timings = model.meta.get("timings", {})
+        return {
+            "backbone": backbone,
+            "method": method,
+            "image_size": image_size,
+            "coreset_ratio": coreset_ratio,
+            "n_bank_images": n_images,
+            "backbone_ms_per_image": backbone_ms,
+            "inference_ms_per_image": inference_ms,
+            "feature_extraction_seconds": timings.get("feature_extraction_seconds"),
+            "coreset_seconds": timings.get("coreset_seconds"),
+            "peak_rss_mb": peak_rss_mb(),
+            "index": getattr(getattr(model, "options", None), "index", None),
+            "device": str(device),
+        }

@@ -1,0 +1,125 @@
+"""``inspector evaluate``: train on ``train/good`` of MVTec-layout categories, score ``test/*``.
+
+The papers' protocol by default: resize to a 256 square, center-crop 224; pixel metrics are
+computed in that frame (masks resized and cropped exactly like the images), so figures compare
+with the papers' and anomalib's.  The whole training set goes into the model (no hold-out); the
+reported F1 is the image-level F1 at the F1-optimal threshold on the test scores.
+
+``labelled_anomalies`` = N moves N anomalous test images per category (picked with a fixed seed)
+into training, for methods that use them (APC), and leaves them out of the evaluation for every
+method, so all methods are compared on exactly the same images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import __version__
+from . import metrics
+from .datasets import Category, Sample, find_categories, load_mvtec_category
+from .images import read_mask
+from .jobs import Job, as_job
+from .methods.base import FrameSource
+from .modelfile import save_model
+from .training import TrainSettings, train_model
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def split_labelled(test: Sequence[Sample], n: int, seed: int = 0) -> Tuple[List[Sample], List[Sample]]:
+    """(labelled, remaining): ``n`` anomalous test samples picked with a fixed seed."""
+    anomalous = [s for s in test if s.is_anomalous]
+    if n <= 0:
+        return [], list(test)
+    if n >= len(anomalous):
+        raise ValueError(f"cannot take {n} labelled anomalies: the test split has {len(anomalous)}")
+    rng = np.random.default_rng(seed)
+    picked = {anomalous[i].path for i in rng.choice(len(anomalous), n, replace=False)}
+    return [s for s in test if s.path in picked], [s for s in test if s.path not in picked]
+
+
+@dataclass
+class CategoryResult:
+    name: str
+    image_auroc: float
+    pixel_auroc: Optional[float]
+    pro: Optional[float]
+    f1: float
+    train_seconds: float
+    ms_per_image: float
+    peak_rss_mb: float
+    n_train: int
+    n_test: int
+    model_size_mb: float = 0.0
+
+    def to_json(self) -> Dict:
+        d = dataclasses.asdict(self)
+        d.pop("model_size_mb")   # the JSON shape is fixed; the size is printed in the table
+        return d
+
+
+def _masks_in_frame(samples: Sequence[Sample], preprocess) -> Optional[np.ndarray]:
+    """Ground truth in the network frame; None when the category has no masks at all."""
+    if not any(s.mask_path for s in samples):
+        return None
+    size = preprocess.size
+    out = np.zeros((len(samples), size, size), bool)
+    for i, s in enumerate(samples):
+        if s.mask_path is not None:
+            out[i] = preprocess.frame_mask(read_mask(s.mask_path))
+    return out
+
+
+def evaluate_category(category: Category, settings: TrainSettings, job: Optional[Job] = None,
+                      labelled_anomalies: int = 0, model_dir: Optional[Path] = None) -> CategoryResult:
+    job = as_job(job)
+    labelled, test = split_labelled(category.test, labelled_anomalies, settings.seed)
+    settings = dataclasses.replace(settings, holdout=0)
+    settings.anomalies = [(s.path, s.mask_path) for s in labelled]
+    result = train_model([s.path for s in category.train], settings, job)
+    model = result.model
+    source = FrameSource([s.path for s in test], model.preprocess, batch_size=16)
+    t0 = time.perf_counter()
+    scores, maps = model.score_frames(source.batches(job, None), job, len(test), stage="scoring test images")
+    ms = 1000.0 * (time.perf_counter() - t0) / max(1, len(source.used))
+    used = {p: i for i, p in enumerate(source.used)}
+    kept = [s for s in test if s.path in used]
+    labels = np.array([1 if s.is_anomalous else 0 for s in kept])
+    masks = _masks_in_frame(kept, model.preprocess)
+    pixel_auroc = pro = None
+    if masks is not None:
+        with_gt = np.array([(s.mask_path is not None) or not s.is_anomalous for s in kept])
+        pixel_auroc = metrics.pixel_auroc(masks[with_gt], maps[with_gt])
+        pro = metrics.pro_auc(masks[with_gt], maps[with_gt])
+    f1, _ = metrics.f1_optimal(labels, scores)
+    size_mb = 0.0
+    if model_dir is not None:
+        path = save_model(model, Path(model_dir) / f"{category.name}-{model.method}.inspector")
+        size_mb = os.path.getsize(path) / 2**20
+    return CategoryResult(category.name, metrics.image_auroc(labels, scores), pixel_auroc, pro, f1,
+                          result.seconds, ms, peak_rss_mb(), result.n_train, len(kept), size_mb)
+
+
+def evaluate(dataset, settings: TrainSettings, categories: Optional[Sequence[str]] = None,
+             job: Optional[Job] = None, labelled_anomalies: int = 0,
+             model_dir: Optional[Path] = None, on_result=None) -> Dict:
+    """Evaluate every category of ``dataset``; returns the JSON-ready report."""
+    rows: List[CategoryResult] = []
+    for path in find_categories(dataset, categories):
+        row = evaluate_category(load_mvtec_category(path), settings, job, labelled_anomalies, model_dir)
+        rows.append(row)
+        if on_result is not None:
+            on_result(row)
+    return {"inspector_version": __version__, "method": settings.method, "backbone": settings.backbone,
+            "categories": [r.to_json() for r in rows], "_rows": rows}

@@ -1,0 +1,89 @@
+"""The CLI on generated data: train, predict, evaluate; one clear line (no traceback) on mistakes."""
+
+import csv
+import json
+
+import cv2
+import pytest
+
+from inspector.cli import main
+
+FAST = ["--backbone", "resnet18", "--random-weights", "--resize", "64", "--coreset", "0.5", "-q"]
+
+
+def test_train_then_predict(good_dir, mvtec_category, tmp_path, capsys):
+    model = tmp_path / "m.inspector"
+    assert main(["train", str(good_dir), "-o", str(model), *FAST]) == 0
+    assert model.is_file()
+    out = tmp_path / "out"
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "broken.png").write_bytes(b"xx")
+    cv2.imwrite(str(tmp_path / "odd" / "fine.png"), cv2.imread(str(next(good_dir.iterdir()))))
+    rc = main(["predict", str(model), str(mvtec_category / "test"), str(tmp_path / "odd"), "-o", str(out), "-q"])
+    assert rc == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 9
+    assert {r["verdict"] for r in rows} <= {"normal", "anomalous"}
+    assert all(float(r["threshold"]) > 0 for r in rows)
+    overlays = list(out.glob("*_overlay.png"))
+    assert len(overlays) == 9
+    img = cv2.imread(str(overlays[0]))
+    assert img.shape == (64, 64, 3)
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "Traceback" not in err
+
+
+def test_evaluate_writes_the_json_shape(mvtec_category, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", str(mvtec_category), "--crop", "56", "--json", str(out), *FAST])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"inspector_version", "method", "backbone", "categories"}
+    (cat,) = report["categories"]
+    assert set(cat) == {"name", "image_auroc", "pixel_auroc", "pro", "f1", "train_seconds", "ms_per_image",
+                        "peak_rss_mb", "n_train", "n_test"}
+    assert cat["name"] == "widget" and cat["n_train"] == 12 and cat["n_test"] == 8
+    for key in ("image_auroc", "pixel_auroc", "pro", "f1"):
+        assert 0.0 <= cat[key] <= 1.0
+    assert "widget" in capsys.readouterr().out
+
+
+def test_evaluate_leaves_labelled_anomalies_out(mvtec_category, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(mvtec_category), "--labelled-anomalies", "2", "--crop", "56", "--json", str(out), *FAST]) == 0
+    assert json.loads(out.read_text())["categories"][0]["n_test"] == 6
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "/no/such/folder", "-o", "m.inspector"], "not found"),
+    (["evaluate", "/no/such/folder"], "not found"),
+    (["predict", "/no/model.inspector", "x.png", "-o", "out"], "not found"),
+])
+def test_user_mistakes_give_one_clear_line(argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_empty_folder_and_wrong_layout(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", str(tmp_path / "empty"), "-o", str(tmp_path / "m.inspector"), *FAST]) == 2
+    assert "no images" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "empty"), *FAST]) == 2
+    assert "MVTec" in capsys.readouterr().err
+
+
+def test_damaged_model_file(tmp_path, capsys):
+    bad = tmp_path / "bad.inspector"
+    bad.write_bytes(b"\x00" * 100)
+    assert main(["predict", str(bad), str(tmp_path), "-o", str(tmp_path / "o")]) == 2
+    assert "not an Inspector model file" in capsys.readouterr().err
+
+
+def test_missing_weights(good_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("INSPECTOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "t"))
+    assert main(["train", str(good_dir), "-o", str(tmp_path / "m.inspector"), "--backbone", "resnet18", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--weights" in err and "Traceback" not in err
