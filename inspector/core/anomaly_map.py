@@ -13,7 +13,7 @@ def blur(amap: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return amap
     k = 2 * int(round(4 * sigma)) + 1
-    return cv2.GaussianBlur(amap, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+    return cv2.GaussianBlur(amap, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
 def grid_to_maps(scores: np.ndarray, size: int, sigma: float = 4.0) -> np.ndarray:

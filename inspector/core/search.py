@@ -85,7 +85,39 @@ class HNSWIndex(NeighbourIndex):
         self._index.hnsw.efSearch = int(self.params.get("ef_search", self.DEFAULTS["ef_search"]))
 
 
-INDEXES: Dict[str, Type[NeighbourIndex]] = {c.kind: c for c in (ExactIndex, HNSWIndex)}
+class IVFIndex(NeighbourIndex):
+    """Inverted lists over k-means cells (faiss IndexIVFFlat): a query scans the ``nprobe`` nearest
+    cells with exact distances.  With the defaults (about 2·sqrt(n) cells, 8 probed) it scans ~3% of
+    a 16k bank, and on every shared dataset its metrics equal exact search's (README, "Index")."""
+
+    kind = "ivf"
+    DEFAULTS = {"nlist": None, "nprobe": 8}
+
+    @staticmethod
+    def default_nlist(n: int) -> int:
+        return int(min(4096, max(1, round(2 * np.sqrt(n)))))
+
+    @classmethod
+    def build(cls, bank: np.ndarray, **params) -> "IVFIndex":
+        p = {**cls.DEFAULTS, **params}
+        x = np.ascontiguousarray(bank, dtype=np.float32)
+        nlist = int(p["nlist"] or cls.default_nlist(len(x)))
+        nlist = max(1, min(nlist, len(x) // 39 or 1))     # faiss wants ~39 points per centroid
+        p["nlist"] = nlist
+        quantizer = faiss.IndexFlatL2(x.shape[1])
+        index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist)
+        index.cp.seed = 1234
+        index.train(x)
+        index.add(x)
+        obj = cls(index, p)
+        obj._configure()
+        return obj
+
+    def _configure(self) -> None:
+        faiss.extract_index_ivf(self._index).nprobe = int(self.params.get("nprobe", self.DEFAULTS["nprobe"]))
+
+
+INDEXES: Dict[str, Type[NeighbourIndex]] = {c.kind: c for c in (ExactIndex, IVFIndex, HNSWIndex)}
 
 
 def build_index(kind: str, bank: np.ndarray, **params) -> NeighbourIndex:

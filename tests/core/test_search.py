@@ -36,3 +36,16 @@ def test_hnsw_is_close_on_easy_data_and_roundtrips():
 def test_unknown_index_is_refused():
     with pytest.raises(ValueError):
         build_index("kdtree", np.zeros((3, 2), np.float32))
+
+
+def test_ivf_finds_the_true_neighbour_of_near_queries_and_roundtrips():
+    rng = np.random.default_rng(2)
+    bank = rng.standard_normal((4000, 32)).astype(np.float32)
+    q = bank[::40] + 0.05 * rng.standard_normal((100, 32)).astype(np.float32)
+    index = build_index("ivf", bank)
+    assert index.params["nlist"] == 102     # floor(4000 / 39): enough points to train each cell
+    d, i = index.search(q, 1)
+    bd, bi = _brute(bank, q, 1)
+    assert (i[:, 0] == bi[:, 0]).mean() >= 0.98
+    again = load_index("ivf", index.to_bytes(), index.params)
+    np.testing.assert_array_equal(again.search(q, 1)[1], i)

@@ -20,7 +20,7 @@ from ..errors import InspectorError
 from ..features import output_dim, patch_features, to_rows
 from ..jobs import Job, as_job
 from ..preprocess import Preprocess
-from ..search import NeighbourIndex, build_index, load_index
+from ..search import INDEXES, NeighbourIndex, build_index, load_index
 from .base import AnomalyModel, FitContext, FrameSource, Method, register
 
 
@@ -31,7 +31,9 @@ class PatchCoreOptions:
     kernel: int = 3                      # neighbourhood aggregation window (paper: 3)
     coreset_ratio: float = 0.1           # paper: 10% (1% nearly as good)
     projection_dim: int = 128            # random projection for coreset distances (paper: 128)
-    index: str = "exact"                 # "exact" (default, see README) or "hnsw" (approximate)
+    index: str = "ivf"                   # "ivf" (default: equals exact on every shared dataset, see
+                                         # README), "exact" (brute force) or "hnsw"
+    nprobe: int = 8                      # IVF cells scanned per query
     ef_search: int = 64                  # HNSW search breadth
     reweight: bool = True                # the paper's reweighted image score; False: plain max
     b: int = 9                           # neighbourhood size for the reweighting (paper: 9)
@@ -47,8 +49,8 @@ class PatchCoreOptions:
         opts = cls(**{k: (tuple(v) if k == "strides" else v) for k, v in d.items()})
         if not 0.0 < opts.coreset_ratio <= 1.0:
             raise InspectorError(f"coreset ratio must be between 0 and 1 (got {opts.coreset_ratio})")
-        if opts.index not in ("hnsw", "exact"):
-            raise InspectorError(f"unknown index '{opts.index}' (choose hnsw or exact)")
+        if opts.index not in INDEXES:
+            raise InspectorError(f"unknown index '{opts.index}' (choose one of: {', '.join(INDEXES)})")
         return opts
 
     def to_dict(self) -> Dict:
@@ -152,7 +154,8 @@ class PatchCore(Method):
         timings["coreset_seconds"] = time.perf_counter() - t0
         job.step("building index", 0, 1)
         t0 = time.perf_counter()
-        index = build_index(opts.index, bank, **({"ef_search": opts.ef_search} if opts.index == "hnsw" else {}))
+        params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe}}.get(opts.index, {})
+        index = build_index(opts.index, bank, **params)
         timings["index_seconds"] = time.perf_counter() - t0
         job.step("building index", 1, 1)
         model.bank, model.index = bank, index
