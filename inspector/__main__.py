@@ -1,5 +1,8 @@
+import multiprocessing
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":   # worker processes re-import the main module: never re-run the CLI
+    multiprocessing.freeze_support()
+    sys.exit(main())

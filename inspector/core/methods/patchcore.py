@@ -139,6 +139,7 @@ class PatchCore(Method):
         job.step("loading backbone", 0, 1)
         extractor, wsource = load_extractor(ctx.backbone, opts.strides, ctx.weights, ctx.random_weights,
                                             ctx.seed, ctx.device)
+        job.step("loading backbone", 1, 1)
         model = PatchCoreModel({}, ctx.preprocess, extractor, opts, np.zeros((0, 1), np.float32), None)
         timings = {}
         t0 = time.perf_counter()
@@ -147,6 +148,7 @@ class PatchCore(Method):
         rows = np.concatenate(chunks)
         del chunks
         timings["feature_extraction_seconds"] = time.perf_counter() - t0
+        job.step("coreset", 0, 1)
         t0 = time.perf_counter()
         sel = greedy_coreset(rows, opts.coreset_ratio, opts.projection_dim, ctx.seed, job)
         bank = np.ascontiguousarray(rows[np.sort(sel)])
