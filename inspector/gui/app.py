@@ -1,0 +1,69 @@
+"""The application object and ``main()``: ``inspector`` (no arguments) or ``inspector gui PATH``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QStandardPaths
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+log = logging.getLogger("inspector.gui")
+
+
+def resource(name: str) -> Path:
+    return RESOURCES / name
+
+
+def create_app(argv=None) -> QApplication:
+    """The QApplication (created once), with names, style sheet and icon."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    app.setOrganizationName("Inspector")
+    app.setApplicationName("Inspector")
+    app.setApplicationDisplayName("Inspector")
+    app.setStyle("Fusion")
+    qss = resource("style.qss")
+    if qss.is_file():
+        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+    icon = resource("icons/inspector.svg")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+def _log_to_file() -> None:
+    """Unexpected errors go to a log file, and to the window as a message; not to a console."""
+    folder = Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(folder / "inspector.log", encoding="utf-8")
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("inspector").addHandler(handler)
+    logging.getLogger("inspector").propagate = False
+
+
+def main(path: Optional[str] = None) -> int:
+    """Open the main window (and ``path``, a project or an image folder, when given)."""
+    app = create_app()
+    _log_to_file()
+    from .main_window import MainWindow
+
+    window = MainWindow()
+
+    def excepthook(kind, exc, tb):
+        log.error("unhandled error", exc_info=(kind, exc, tb))
+        window.show_error(f"unexpected error ({kind.__name__}): {exc}")
+
+    sys.excepthook = excepthook
+    window.show()
+    if path:
+        window.open_path(path)
+    return app.exec()

@@ -1,0 +1,615 @@
+"""The main window: start page, or a project with its browser + viewer and the review queue."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from PySide6.QtCore import QStandardPaths, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QPushButton, QSplitter, QStackedWidget, QTabWidget, QToolBar,
+                               QVBoxLayout, QWidget)
+
+from ..core.datasets import is_mvtec_category
+from ..project import DB_NAME, Project, is_project
+from ..project.inspection import inspect_in_project
+from ..reports import export_csv
+from .browser import BrowserPanel
+from .review import ReviewPanel
+from .settings import Settings
+from .start_page import StartPage
+from .viewer import ImageViewer
+from .wizard import BACKBONES, TrainWizard
+from .workers import JobWorker, ProcessJobWorker, describe_error
+
+
+def folder_projects_dir() -> Path:
+    """Where the projects of image folders opened directly are kept."""
+    return Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "folders"
+
+
+class MessageBar(QFrame):
+    """A message across the top of the window: errors in red, information in blue; closable."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent, objectName="messagebar")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        self.text = QLabel(objectName="message")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        close = QPushButton("×")
+        close.setFlat(True)
+        close.setFixedWidth(28)
+        close.clicked.connect(self.hide)
+        lay.addWidget(self.text, 1)
+        lay.addWidget(close)
+        self.kind = ""
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        self.kind = kind
+        self.setProperty("kind", kind)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.text.setText(text)
+        self.show()
+
+
+class JobStatus(QWidget):
+    """Progress of a background job in the status bar, with its Cancel button."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel()
+        self.bar = QProgressBar()
+        self.bar.setFixedWidth(220)
+        self.cancel = QPushButton("Cancel")
+        for w in (self.label, self.bar, self.cancel):
+            lay.addWidget(w)
+        self.hide()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Optional[Settings] = None):
+        super().__init__()
+        self.settings = settings or Settings()
+        self.project: Optional[Project] = None
+        self.job: Optional[JobWorker] = None
+        self.wizard: Optional[TrainWizard] = None
+        self.setWindowTitle("Inspector")
+        self.resize(1280, 820)
+        self.setAcceptDrops(True)
+
+        self.start_page = StartPage()
+        self.start_page.newRequested.connect(self.ask_new_project)
+        self.start_page.openRequested.connect(self.ask_open_project)
+        self.start_page.openImagesRequested.connect(self.ask_open_images)
+        self.start_page.recentChosen.connect(self.open_path)
+
+        self.browser = BrowserPanel()
+        self.viewer = ImageViewer()
+        self.browser.imageSelected.connect(self.show_image)
+        self.viewer.thresholdApplied.connect(self.apply_threshold)
+        images = QSplitter()
+        images.addWidget(self.browser)
+        images.addWidget(self.viewer)
+        images.setStretchFactor(0, 1)
+        images.setStretchFactor(1, 1)
+        images.setSizes([560, 720])
+        self.review = ReviewPanel()
+        self.review.labelsChanged.connect(self._labels_changed)
+        self.review.viewer.thresholdApplied.connect(self.apply_threshold)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(images, "Images")
+        self.tabs.addTab(self.review, "Review")
+        self.tabs.currentChanged.connect(self._tab_changed)
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.start_page)
+        self.stack.addWidget(self.tabs)
+        self.message = MessageBar()
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(6, 6, 6, 0)
+        lay.addWidget(self.message)
+        lay.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self.job_status = JobStatus()
+        self.job_status.cancel.clicked.connect(self.cancel_job)
+        self.statusBar().addPermanentWidget(self.job_status)
+        self._refresh_timer = QTimer(self, singleShot=True, interval=700, timeout=self._refresh_views)
+
+        self._build_actions()
+        self.start_page.set_recent(self.settings.recent_projects())
+        self._update_state()
+
+    # -- actions, menus, toolbar ---------------------------------------------------------------
+    def _action(self, text: str, slot: Callable, shortcut=None, tip: str = "") -> QAction:
+        a = QAction(text, self)
+        a.triggered.connect(lambda checked=False: slot())
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+        if tip:
+            a.setStatusTip(tip)
+            a.setToolTip(tip)
+        return a
+
+    def _build_actions(self) -> None:
+        self.act_new = self._action("New project…", self.ask_new_project, QKeySequence.New)
+        self.act_open = self._action("Open project…", self.ask_open_project, QKeySequence.Open)
+        self.act_close = self._action("Close project", self.close_project)
+        self.act_add_dataset = self._action("Add dataset (MVTec layout)…", lambda: self.ask_add("mvtec"),
+                                            tip="A folder with train/good and test/<type> folders")
+        self.act_add_good = self._action("Add good parts (to train on)…", lambda: self.ask_add("train"),
+                                         tip="A folder of images of good parts: the model learns from these")
+        self.act_add_test = self._action("Add parts to inspect…", lambda: self.ask_add("test"),
+                                         tip="A folder of images to check")
+        self.act_train = self._action("Train model…", self.open_wizard, "Ctrl+T",
+                                      tip="Build a model from the good images")
+        self.act_inspect = self._action("Inspect new images", self.inspect_pending, "Ctrl+I",
+                                        tip="Run the current model on the test images it has not seen yet")
+        self.act_inspect_folder = self._action("Inspect folder…", self.ask_inspect_folder,
+                                               tip="Add a folder of parts and run the current model on it")
+        self.act_export = self._action("Export CSV…", self.ask_export, "Ctrl+E",
+                                       tip="Save the results as a CSV file")
+        self.act_quit = self._action("Quit", self.close, QKeySequence.Quit)
+        for a, short in ((self.act_add_dataset, "Add dataset…"), (self.act_add_good, "Add good parts…"),
+                         (self.act_add_test, "Add parts to inspect…"), (self.act_train, "Train model…"),
+                         (self.act_inspect_folder, "Inspect folder…"), (self.act_export, "Export CSV…")):
+            a.setIconText(short)
+
+        m = self.menuBar().addMenu("&File")
+        for a in (self.act_new, self.act_open, self.act_close):
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_export)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = self.menuBar().addMenu("&Images")
+        for a in (self.act_add_dataset, self.act_add_good, self.act_add_test):
+            m.addAction(a)
+        m = self.menuBar().addMenu("&Model")
+        for a in (self.act_train, self.act_inspect, self.act_inspect_folder):
+            m.addAction(a)
+        m = self.menuBar().addMenu("&Settings")
+        w = m.addMenu("Weights file")
+        for key, text in BACKBONES:
+            w.addAction(self._action(f"{text}…", lambda k=key: self.ask_weights(k)))
+
+        tb = QToolBar("Main")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        self.addToolBar(tb)
+        tb.addAction(self.act_add_dataset)
+        tb.addAction(self.act_add_good)
+        tb.addAction(self.act_add_test)
+        tb.addSeparator()
+        tb.addAction(self.act_train)
+        tb.addAction(self.act_inspect)
+        tb.addAction(self.act_inspect_folder)
+        tb.addSeparator()
+        tb.addAction(self.act_export)
+        self.toolbar = tb
+        corner = QWidget()
+        cl = QHBoxLayout(corner)
+        cl.setContentsMargins(0, 0, 4, 2)
+        cl.addWidget(QLabel("Model:"))
+        self.model_combo = QComboBox()
+        self.model_combo.setMinimumWidth(300)
+        self.model_combo.setToolTip("The model whose results are shown; the newest is first")
+        self.model_combo.activated.connect(self._model_chosen)
+        cl.addWidget(self.model_combo)
+        self.tabs.setCornerWidget(corner, Qt.TopRightCorner)
+
+    def _update_state(self) -> None:
+        has = self.project is not None
+        busy = self.job is not None
+        has_model = has and self.project.current_model_id is not None
+        self.stack.setCurrentWidget(self.tabs if has else self.start_page)
+        self.toolbar.setVisible(has)
+        for a in (self.act_close, self.act_add_dataset, self.act_add_good, self.act_add_test):
+            a.setEnabled(has)
+        self.act_train.setEnabled(has and self.wizard is None)
+        for a in (self.act_inspect, self.act_inspect_folder):
+            a.setEnabled(has_model and not busy)
+        self.act_export.setEnabled(has_model)
+        self.setWindowTitle(f"{self.project.name} — Inspector" if has else "Inspector")
+
+    # -- messages ----------------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        self.message.show_message(text, "error")
+        self.statusBar().showMessage("Error: " + text.splitlines()[0], 8000)
+
+    def show_info(self, text: str) -> None:
+        self.message.show_message(text, "info")
+        self.statusBar().showMessage(text.splitlines()[0], 8000)
+
+    def _try(self, fn: Callable, *args):
+        """Run ``fn``; an error becomes a message in the window. Returns (ok, result)."""
+        try:
+            return True, fn(*args)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+            self.show_error(describe_error(exc))
+            return False, None
+
+    # -- projects ----------------------------------------------------------------------------
+    def ask_new_project(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New project: choose a folder name", self.settings.last_dir())
+        if path:
+            self.new_project(path)
+
+    def ask_open_project(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a project folder", self.settings.last_dir())
+        if path:
+            self.open_path(path)
+
+    def ask_open_images(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of images", self.settings.last_dir())
+        if path:
+            self.open_path(path)
+
+    def new_project(self, folder) -> bool:
+        ok, project = self._try(Project.create, folder)
+        if ok:
+            self.set_project(project)
+            self.show_info("Project created. Add images: a dataset folder, or good parts to train on "
+                           "and parts to inspect (Images menu, or drop folders here).")
+        return ok
+
+    def open_path(self, path) -> bool:
+        """A project folder, its database file, or an image folder."""
+        p = Path(path).expanduser()
+        if p.is_file() and p.name == DB_NAME:
+            p = p.parent
+        if is_project(p):
+            ok, project = self._try(Project.open, p)
+            if ok:
+                self.set_project(project)
+            elif p.exists() is False:
+                self.settings.remove_recent(p)
+            return ok
+        if p.is_dir():
+            return self.open_image_folder(p)
+        self.show_error(f"not found: {p}" if not p.exists() else f"{p} is neither a project nor a folder of images")
+        self.settings.remove_recent(p)
+        self.start_page.set_recent(self.settings.recent_projects())
+        return False
+
+    def open_image_folder(self, folder: Path) -> bool:
+        """Look at a folder of images: its project lives in the application's data folder."""
+        folder = folder.absolute()
+        base = folder_projects_dir()
+        digest = hashlib.sha1(str(folder).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        pdir = base / f"{folder.name}-{digest}"
+        ok, project = self._try(Project.open if is_project(pdir) else Project.create, pdir)
+        if not ok:
+            return False
+        if project.setting("name") == pdir.name:
+            project.set_setting("name", folder.name)
+        self.set_project(project)
+        return self.add_images(folder, "mvtec" if is_mvtec_category(folder) else "test")
+
+    def set_project(self, project: Optional[Project]) -> None:
+        if self.project is not None and self.project is not project:
+            self.close_project()
+        self.project = project
+        if project is not None:
+            self.settings.add_recent(project.folder)
+            self.settings.set_last_dir(project.folder.parent)
+        self._reload_models()
+        mid = project.current_model_id if project else None
+        self.browser.set_project(project, mid)
+        self.review.set_project(project, mid)
+        self.viewer.show_row(None)
+        self._update_state()
+
+    def close_project(self) -> None:
+        if self.project is None:
+            return
+        if self.job is not None:
+            self.job.cancel()
+            self.job.wait(10000)
+            self._job_ended()
+        if self.wizard is not None:
+            self.wizard.reject()
+            if self.wizard is not None and self.wizard.run_page.worker is not None:
+                self.wizard.run_page.worker.wait(10000)
+            self.wizard = None
+        project, self.project = self.project, None
+        self.browser.set_project(None, None)
+        self.review.set_project(None, None)
+        self.viewer.set_model(None)
+        self.viewer.show_row(None)
+        project.close()
+        self.message.hide()
+        self.start_page.set_recent(self.settings.recent_projects())
+        self._reload_models()
+        self._update_state()
+
+    # -- images ------------------------------------------------------------------------------
+    def ask_add(self, kind: str) -> None:
+        titles = {"mvtec": "Add a dataset folder (MVTec layout)", "train": "Add a folder of good parts",
+                  "test": "Add a folder of parts to inspect"}
+        path = QFileDialog.getExistingDirectory(self, titles[kind], self.settings.last_dir())
+        if path:
+            self.settings.set_last_dir(path)
+            self.add_images(path, kind)
+
+    def add_images(self, folder, kind: str) -> bool:
+        """``kind``: 'mvtec', 'train' (good parts) or 'test' (parts to inspect)."""
+        if self.project is None:
+            return False
+        if kind == "mvtec":
+            ok, n = self._try(self.project.add_mvtec, folder)
+        else:
+            ok, n = self._try(self.project.add_folder, folder, kind)
+        if ok:
+            what = {"mvtec": "dataset images", "train": "good images to train on", "test": "images to inspect"}[kind]
+            self.show_info(f"Added {n} {what} from {folder}." if n else f"No new images in {folder}: "
+                           "they are already in the project.")
+            self._refresh_views()
+            self._update_state()
+        return ok
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and all(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls()]
+        event.acceptProposedAction()
+        for p in paths:
+            self.handle_drop(p)
+
+    def handle_drop(self, p: Path, kind: Optional[str] = None) -> None:
+        """A dropped folder: open it when it is a project (or no project is open), else add it."""
+        if is_project(p) or self.project is None:
+            self.open_path(p)
+            return
+        if not p.is_dir():
+            self.show_error(f"drop folders of images, not files: {p.name}")
+            return
+        if is_mvtec_category(p):
+            self.add_images(p, "mvtec")
+            return
+        if kind is None:
+            box = QMessageBox(QMessageBox.Question, "Add images", f"What are the images in {p.name}?",
+                              QMessageBox.Cancel, self)
+            good = box.addButton("Good parts (train on them)", QMessageBox.AcceptRole)
+            test = box.addButton("Parts to inspect", QMessageBox.AcceptRole)
+            box.exec()
+            kind = "train" if box.clickedButton() is good else "test" if box.clickedButton() is test else None
+        if kind:
+            self.add_images(p, kind)
+
+    def show_image(self, image_id: int) -> None:
+        if self.project is None:
+            return
+        ok, row = self._try(self.project.image, image_id, self.project.current_model_id)
+        if ok:
+            self.viewer.show_row(row, self.project.load_map(row))
+
+    # -- models ------------------------------------------------------------------------------
+    def _reload_models(self) -> None:
+        self.model_combo.clear()
+        if self.project is None:
+            return
+        models = self.project.models()
+        for m in reversed(models):
+            self.model_combo.addItem(f"{m.name} · {m.method} · {m.backbone}", m.id)
+        if not models:
+            self.model_combo.addItem("no model yet: Train model…", None)
+        cur = self.project.current_model_id
+        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(cur)))
+        self._sync_viewer_model()
+
+    def _sync_viewer_model(self) -> None:
+        mid = self.project.current_model_id if self.project else None
+        if mid is None:
+            self.viewer.set_model(None)
+            return
+        scores = [s for s, _ in self.project.scores(mid)]
+        self.viewer.set_model(self.project.model(mid), (min(scores), max(scores)) if scores else None)
+
+    def _model_chosen(self, index: int) -> None:
+        mid = self.model_combo.itemData(index)
+        if self.project is None or mid is None or mid == self.project.current_model_id:
+            return
+        self.project.set_current_model(mid)
+        self._model_changed()
+
+    def _model_changed(self) -> None:
+        self._reload_models()
+        mid = self.project.current_model_id
+        self.browser.set_model(mid)
+        self.review.set_project(self.project, mid)
+        cur = self.browser.current_id()
+        if cur is not None:
+            self.show_image(cur)
+        self._update_state()
+
+    def open_wizard(self) -> Optional[TrainWizard]:
+        if self.project is None:
+            return None
+        if self.wizard is not None:
+            self.wizard.raise_()
+            return self.wizard
+        self.wizard = TrainWizard(self.project, self.settings, self)
+        self.wizard.trained.connect(self._trained)
+        self.wizard.finished.connect(self._wizard_closed)
+        self.wizard.setWindowModality(Qt.NonModal)
+        self.wizard.show()
+        self._update_state()
+        return self.wizard
+
+    def _wizard_closed(self, result: int) -> None:
+        w, self.wizard = self.wizard, None
+        if w is not None:
+            w.deleteLater()
+        self._update_state()
+
+    def _trained(self, outcome) -> None:
+        if self.project is None:
+            return
+        self._model_changed()
+        self.statusBar().showMessage(f"Model {outcome.name} trained and inspected the test images.", 8000)
+
+    def apply_threshold(self, value: float) -> None:
+        mid = self.project.current_model_id if self.project else None
+        if mid is None:
+            return
+        ok, n = self._try(self.project.set_image_threshold, mid, value)
+        if ok:
+            self.show_info(f"Threshold of {self.project.model(mid).name} set to {value:.4g}: "
+                           f"{n} verdict{'s' if n != 1 else ''} changed.")
+            self._model_changed()
+
+    def ask_weights(self, backbone: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Weights file for {backbone}",
+                                              self.settings.weights_file(backbone) or self.settings.last_dir(),
+                                              "PyTorch weights (*.pth *.pt);;All files (*)")
+        if path:
+            self.settings.set_weights_file(backbone, path)
+            self.show_info(f"{backbone} will use {path}.")
+
+    # -- background jobs: inspection ---------------------------------------------------------
+    def run_job(self, title: str, fn: Callable, *args, on_done: Optional[Callable] = None,
+                **kwargs) -> Optional[JobWorker]:
+        """Run ``fn(*args, job=..., **kwargs)`` in a worker process, with progress in the status bar."""
+        if self.job is not None:
+            self.show_error("another job is still running: wait for it or cancel it first")
+            return None
+        self.job = ProcessJobWorker(fn, *args, **kwargs)
+        self.job_title = title
+        self.job_status.label.setText(title)
+        self.job_status.bar.setRange(0, 0)
+        self.job_status.cancel.setEnabled(True)
+        self.job_status.show()
+        self.job.progress.connect(self._job_progress)
+        self.job.failed.connect(self.show_error)
+        self.job.cancelled.connect(lambda: self.statusBar().showMessage(f"{title}: cancelled", 8000))
+        if on_done:
+            self.job.finished.connect(on_done)
+        self.job.ended.connect(self._job_ended)
+        self._job_started = time.monotonic()
+        self.job.start()
+        self._update_state()
+        return self.job
+
+    def _job_progress(self, stage: str, done: int, total: int) -> None:
+        self.job_status.label.setText(f"{self.job_title}: {stage} {done}/{total}" if total else stage)
+        if total:
+            self.job_status.bar.setRange(0, total)
+            self.job_status.bar.setValue(done)
+        if stage == "inspecting" and not self._refresh_timer.isActive():
+            self._refresh_timer.start()        # results appear as they come, without flooding
+
+    def cancel_job(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job_status.cancel.setEnabled(False)
+            self.job_status.label.setText("cancelling…")
+
+    def _job_ended(self) -> None:
+        if self.job is None:
+            return
+        self.job = None
+        self.job_status.hide()
+        self._refresh_views()
+        self._update_state()
+
+    def _weights_for(self, model_id: int) -> Optional[str]:
+        """A weights file for loading the model when the one it was trained with is gone."""
+        w = self.project.model(model_id).meta.get("weights") or {}
+        if not isinstance(w, dict) or w.get("kind") == "random" or (w.get("path") and Path(w["path"]).is_file()):
+            return None
+        return self.settings.weights_file(self.project.model(model_id).backbone) or None
+
+    def inspect_images(self, image_ids: List[int]) -> Optional[JobWorker]:
+        mid = self.project.current_model_id if self.project else None
+        if mid is None:
+            self.show_error("train a model first (Model > Train model…)")
+            return None
+        if not image_ids:
+            self.show_info("Nothing to inspect: every test image already has a result from this model.")
+            return None
+
+        def done(result) -> None:
+            n, skipped = result
+            text = f"Inspected {n} image{'s' if n != 1 else ''}."
+            if skipped:
+                text += f" {len(skipped)} could not be read (marked with a red cross)."
+            self.show_info(text)
+
+        return self.run_job("Inspecting", inspect_in_project, str(self.project.folder), mid, list(image_ids),
+                            weights=self._weights_for(mid), on_done=done)
+
+    def inspect_pending(self) -> Optional[JobWorker]:
+        mid = self.project.current_model_id if self.project else None
+        if mid is None:
+            return self.inspect_images([])
+        rows = self.project.images(mid, split="test", verdict="none")
+        return self.inspect_images([r.id for r in rows if r.readable is not False])
+
+    def ask_inspect_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Inspect a folder of parts", self.settings.last_dir())
+        if path:
+            self.settings.set_last_dir(path)
+            self.inspect_folder(path)
+
+    def inspect_folder(self, folder) -> Optional[JobWorker]:
+        if self.project is None or not self.add_images(folder, "test"):
+            return None
+        root = str(Path(folder).absolute())
+        ids = [r.id for r in self.project.images(split="test")
+               if (r.path.startswith(root.rstrip("/\\") + "/") or r.path.startswith(root.rstrip("/\\") + "\\"))]
+        return self.inspect_images(ids)
+
+    # -- export, refresh, close ----------------------------------------------------------------
+    def ask_export(self) -> None:
+        if self.project is None:
+            return
+        default = str(self.project.folder / f"{self.project.name}-results.csv")
+        path, _ = QFileDialog.getSaveFileName(self, "Export results as CSV", default, "CSV files (*.csv)")
+        if path:
+            self.export(path)
+
+    def export(self, path) -> bool:
+        ok, n = self._try(export_csv, self.project, path)
+        if ok:
+            self.show_info(f"Exported {n} results to {path}.")
+        return ok
+
+    def _labels_changed(self) -> None:
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _refresh_views(self) -> None:
+        if self.project is None or self.project.closed:
+            return
+        self.browser.refresh()
+        if self.tabs.currentWidget() is not self.review:   # the open queue keeps its order while reviewing
+            self.review.reload()
+        self._sync_viewer_model()
+        cur = self.browser.current_id()
+        if cur is not None and self.viewer.row is not None and self.viewer.row.id == cur:
+            ok, row = self._try(self.project.image, cur, self.project.current_model_id)
+            if ok and (row.score != self.viewer.row.score or row.label != self.viewer.row.label):
+                self.viewer.show_row(row, self.project.load_map(row))
+
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.review:
+            self.review.reload()
+            self.review.setFocus()
+
+    def closeEvent(self, event) -> None:
+        self.close_project()
+        self.browser.thumbs.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,336 @@
+"""The viewer: an image with its anomaly map overlaid, threshold and opacity sliders, zoom and pan.
+
+Colours and contours come from the engine (:mod:`inspector.core.overlay`): blue is normal, red is
+anomalous, the pixel threshold sits in the middle of the scale.  The threshold slider moves the
+image threshold (the verdict) and, by the same amount, the pixel threshold (the contours), live.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen, QPixmap, QPolygonF, QShortcut
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QFrame, QGraphicsPathItem, QGraphicsPixmapItem,
+                               QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QPushButton, QSlider,
+                               QVBoxLayout, QWidget)
+
+from ..core.errors import ImageReadError
+from ..core.images import read_image
+from ..core.overlay import colorize, contours
+from ..project import ImageRow, ModelRow
+
+SLIDER_STEPS = 1000
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+
+
+class ZoomView(QGraphicsView):
+    """Wheel zooms around the cursor, dragging pans, ``fit()`` shows the whole image."""
+
+    def __init__(self, scene, parent=None):
+        super().__init__(scene, parent)
+        self.setRenderHints(QPainter.Antialiasing | QPainter.SmoothPixmapTransform)
+        self.setDragMode(QGraphicsView.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.AnchorViewCenter)
+        self.setBackgroundBrush(QColor("#2b2f36"))
+        self.setFrameShape(QFrame.NoFrame)
+        self.fitting = True
+
+    @property
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def fit(self) -> None:
+        self.fitting = True
+        rect = self.scene().itemsBoundingRect()
+        if not rect.isEmpty():
+            self.fitInView(rect, Qt.KeepAspectRatio)
+
+    def zoom_by(self, factor: float) -> None:
+        new = self.zoom * factor
+        if 0.02 <= new <= 64:
+            self.fitting = False
+            self.scale(factor, factor)
+
+    def actual_size(self) -> None:
+        self.fitting = False
+        self.resetTransform()
+
+    def wheelEvent(self, event) -> None:
+        dy = event.angleDelta().y()
+        if dy:
+            self.zoom_by(1.25 if dy > 0 else 0.8)
+        event.accept()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.fitting:
+            self.fit()
+
+
+class ImageViewer(QWidget):
+    """Shows one image row; ``thresholdApplied(value)`` when the operator keeps a new threshold."""
+
+    thresholdApplied = Signal(float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.row: Optional[ImageRow] = None
+        self.model: Optional[ModelRow] = None
+        self.image: Optional[np.ndarray] = None
+        self.amap: Optional[np.ndarray] = None
+        self.range: Tuple[float, float] = (0.0, 1.0)
+        self.threshold: Optional[float] = None
+
+        self.scene = QGraphicsScene(self)
+        self.base = QGraphicsPixmapItem()
+        self.base.setTransformationMode(Qt.SmoothTransformation)
+        self.overlay = QGraphicsPixmapItem()
+        self.overlay.setTransformationMode(Qt.SmoothTransformation)
+        self.outline = QGraphicsPathItem()
+        pen = QPen(QColor("#ffeb3b"), 2)
+        pen.setCosmetic(True)
+        self.outline.setPen(pen)
+        for z, item in enumerate((self.base, self.overlay, self.outline)):
+            item.setZValue(z)
+            self.scene.addItem(item)
+        self.view = ZoomView(self.scene)
+        self.message = QLabel("Select an image to see it here.", objectName="counts")
+        self.message.setAlignment(Qt.AlignCenter)
+        self.message.setWordWrap(True)
+
+        side = QWidget()
+        side.setFixedWidth(270)
+        form = QVBoxLayout(side)
+        form.setContentsMargins(8, 4, 8, 4)
+        self.name = QLabel(objectName="heading")
+        self.name.setWordWrap(True)
+        self.verdict = QLabel("not inspected", objectName="verdict_none")
+        self.verdict.setAlignment(Qt.AlignCenter)
+        info = QFormLayout()
+        self.score = QLabel("–")
+        self.label = QLabel("–")
+        self.model_label = QLabel("–")
+        self.model_label.setWordWrap(True)
+        self.thresholds = QLabel("–")
+        self.thresholds.setWordWrap(True)
+        for text, w in (("Score", self.score), ("Label", self.label), ("Model", self.model_label),
+                        ("Thresholds", self.thresholds)):
+            info.addRow(text, w)
+        form.addWidget(self.name)
+        form.addWidget(self.verdict)
+        form.addLayout(info)
+
+        self.show_overlay = QCheckBox("Show anomaly map (O)")
+        self.show_overlay.setChecked(True)
+        self.show_overlay.toggled.connect(self._update_visibility)
+        form.addWidget(self.show_overlay)
+        form.addWidget(QLabel("Opacity"))
+        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(50)
+        self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100))
+        form.addWidget(self.opacity)
+        self.threshold_title = QLabel("Threshold")
+        form.addWidget(self.threshold_title)
+        self.threshold_slider = QSlider(Qt.Horizontal)
+        self.threshold_slider.setRange(0, SLIDER_STEPS)
+        self.threshold_slider.setToolTip("Move to see which parts would be flagged at another threshold; "
+                                         "the contours follow.")
+        self.threshold_slider.valueChanged.connect(self._slider_moved)
+        form.addWidget(self.threshold_slider)
+        row = QHBoxLayout()
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.clicked.connect(self.reset_threshold)
+        self.apply_button = QPushButton("Use for model")
+        self.apply_button.setToolTip("Keep this threshold for the model: verdicts of all its results are redone")
+        self.apply_button.clicked.connect(lambda: self.threshold is not None and
+                                          self.thresholdApplied.emit(self.threshold))
+        row.addWidget(self.reset_button)
+        row.addWidget(self.apply_button)
+        form.addLayout(row)
+        zoom = QHBoxLayout()
+        for text, fn in (("Fit", self.view.fit), ("100%", self.view.actual_size),
+                         ("+", lambda: self.view.zoom_by(1.25)), ("−", lambda: self.view.zoom_by(0.8))):
+            b = QPushButton(text)
+            b.clicked.connect(fn)
+            zoom.addWidget(b)
+        form.addLayout(zoom)
+        form.addStretch(1)
+
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        left = QVBoxLayout()
+        left.addWidget(self.view, 1)
+        left.addWidget(self.message)
+        lay.addLayout(left, 1)
+        lay.addWidget(side)
+
+        QShortcut(QKeySequence("O"), self, self.show_overlay.toggle, context=Qt.WidgetWithChildrenShortcut)
+        QShortcut(QKeySequence("F"), self, self.view.fit, context=Qt.WidgetWithChildrenShortcut)
+        self._redraw_timer = QTimer(self, singleShot=True, interval=0, timeout=self._redraw_map)
+        self._set_controls_enabled(False)
+
+    # -- what is shown -------------------------------------------------------------------------
+    def set_model(self, model: Optional[ModelRow], score_range: Optional[Tuple[float, float]] = None) -> None:
+        """The model whose results are shown; ``score_range`` bounds the threshold slider."""
+        self.model = model
+        if model is not None and not (math.isfinite(model.image_threshold) and math.isfinite(model.pixel_threshold)):
+            self.model = None       # thresholds not set (too few good images to hold some out)
+        if self.model is not None:
+            t = model.image_threshold
+            lo, hi = score_range if score_range else (0.0, 2 * t)
+            lo, hi = min(lo, t), max(hi, t)
+            pad = 0.05 * (hi - lo) or max(abs(t), 1.0) * 0.5
+            self.range = (lo - pad, hi + pad)
+            self.threshold = t
+        else:
+            self.threshold = None
+        self._sync_slider()
+
+    def show_row(self, row: Optional[ImageRow], amap: Optional[np.ndarray] = None) -> None:
+        """Show ``row`` (read from disk) with its anomaly map when it has one."""
+        self.row, self.amap, self.image = row, amap, None
+        if row is None:
+            self._clear("Select an image to see it here.")
+            return
+        self.name.setText(row.name)
+        self.name.setToolTip(row.path)
+        try:
+            self.image = read_image(row.path)
+        except ImageReadError as exc:
+            self._clear(f"This image cannot be read: {exc.reason}")
+            self.name.setText(row.name)
+            return
+        if amap is not None and amap.shape != self.image.shape[:2]:
+            self.amap = None
+        self.message.setText("" if self.amap is not None else
+                             ("No anomaly map: inspect this image with a model to see one."
+                              if row.score is None else "The anomaly map of this result is missing."))
+        self.message.setVisible(bool(self.message.text()))
+        self.base.setPixmap(QPixmap.fromImage(to_qimage(self.image)))
+        self.scene.setSceneRect(QRectF(0, 0, self.image.shape[1], self.image.shape[0]))
+        self._redraw_map()
+        self._update_info()
+        self._set_controls_enabled(True)
+        self.view.fit()
+
+    def _clear(self, text: str) -> None:
+        self.base.setPixmap(QPixmap())
+        self.overlay.setPixmap(QPixmap())
+        self.outline.setPath(QPainterPath())
+        self.message.setText(text)
+        self.message.setVisible(True)
+        self.name.setText("")
+        self._update_info()
+        self._set_controls_enabled(False)
+
+    def _set_controls_enabled(self, on: bool) -> None:
+        has_map = on and self.amap is not None
+        for w in (self.show_overlay, self.opacity):
+            w.setEnabled(has_map)
+        has_model = on and self.model is not None
+        for w in (self.threshold_slider, self.reset_button, self.apply_button):
+            w.setEnabled(has_model)
+
+    # -- threshold -----------------------------------------------------------------------------
+    def _to_slider(self, value: float) -> int:
+        lo, hi = self.range
+        return int(round((value - lo) / (hi - lo) * SLIDER_STEPS)) if hi > lo else 0
+
+    def _from_slider(self, pos: int) -> float:
+        lo, hi = self.range
+        return lo + (hi - lo) * pos / SLIDER_STEPS
+
+    def _sync_slider(self) -> None:
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(self._to_slider(self.threshold) if self.threshold is not None else 0)
+        self.threshold_slider.blockSignals(False)
+        self._update_info()
+
+    def set_threshold(self, value: float) -> None:
+        """Preview another image threshold (the slider follows)."""
+        self.threshold = float(value)
+        self._sync_slider()
+        self._redraw_timer.start()
+
+    def reset_threshold(self) -> None:
+        if self.model is not None:
+            self.set_threshold(self.model.image_threshold)
+
+    def _slider_moved(self, pos: int) -> None:
+        if self.model is None:
+            return
+        self.threshold = self._from_slider(pos)
+        self._update_info()
+        self._redraw_timer.start()
+
+    @property
+    def pixel_threshold(self) -> Optional[float]:
+        """The model's pixel threshold, moved by as much as the image threshold was moved."""
+        if self.model is None:
+            return None
+        return self.model.pixel_threshold + (self.threshold - self.model.image_threshold)
+
+    @property
+    def current_verdict(self) -> Optional[str]:
+        if self.row is None or self.row.score is None or self.threshold is None:
+            return None
+        return "anomalous" if self.row.score >= self.threshold else "normal"
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _redraw_map(self) -> None:
+        if self.amap is None or self.model is None:
+            self.overlay.setPixmap(QPixmap())
+            self.outline.setPath(QPainterPath())
+            return
+        pt = self.pixel_threshold
+        self.overlay.setPixmap(QPixmap.fromImage(to_qimage(colorize(self.amap, pt))))
+        self.overlay.setOpacity(self.opacity.value() / 100)
+        path = QPainterPath()
+        for c in contours(self.amap, pt):
+            if len(c) >= 2:
+                poly = QPolygonF([QPointF(float(x) + 0.5, float(y) + 0.5) for x, y in c])
+                path.addPolygon(poly)
+                path.closeSubpath()
+        self.outline.setPath(path)
+        self._update_visibility()
+
+    def _update_visibility(self) -> None:
+        on = self.show_overlay.isChecked()
+        self.overlay.setVisible(on)
+        self.outline.setVisible(on)
+
+    def _update_info(self) -> None:
+        r = self.row
+        v = self.current_verdict
+        if r is None or r.score is None:
+            self.verdict.setText("not inspected")
+            self.verdict.setObjectName("verdict_none")
+            self.score.setText("–")
+        else:
+            self.verdict.setText("ANOMALOUS" if v == "anomalous" else "NORMAL")
+            self.verdict.setObjectName(f"verdict_{v}")
+            self.score.setText(f"{r.score:.4g}")
+        self.verdict.style().unpolish(self.verdict)
+        self.verdict.style().polish(self.verdict)
+        self.label.setText("–" if r is None or not r.label else
+                           f"{r.label} ({'operator' if r.label_source == 'operator' else 'from dataset'})")
+        m = self.model
+        self.model_label.setText(m.title if m else "no model yet")
+        if m is not None and self.threshold is not None:
+            moved = abs(self.threshold - m.image_threshold) > 1e-12
+            self.thresholds.setText(f"image {self.threshold:.4g}" + (f" (model: {m.image_threshold:.4g})" if moved else "")
+                                    + f"\npixel {self.pixel_threshold:.4g}")
+            self.threshold_title.setText(f"Threshold: {self.threshold:.4g}")
+        else:
+            self.thresholds.setText("–")
+            self.threshold_title.setText("Threshold")

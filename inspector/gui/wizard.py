@@ -1,0 +1,402 @@
+"""The training wizard: data → method and backbone → options → training (in a worker) → result."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWizard,
+                               QWizardPage)
+
+from .. import core
+from ..project import Project
+from ..project.training_run import TrainOutcome, train_in_project
+from .charts import ScoreHistogram
+from .settings import Settings
+from .workers import ProcessJobWorker
+
+BACKBONES = [("wide_resnet50_2", "Wide ResNet-50-2 (best results, slower)"),
+             ("resnet18", "ResNet-18 (fast)"),
+             ("resnet50", "ResNet-50"),
+             ("mobilenet_v2", "MobileNet V2 (fastest)")]
+THRESHOLDS = [("mean+3std", "Mean + 3 × standard deviation of held-out good images"),
+              ("percentile", "99th percentile of held-out good images")]
+
+
+def available_methods():
+    """PatchCore always; N-pad once the engine has it (looked up without importing torch)."""
+    here = Path(core.__file__).parent / "methods"
+    out = [("patchcore", "PatchCore: memory bank of good patches")]
+    if (here / "npad.py").is_file():
+        out.append(("npad", "N-pad: neighbourhood-aware patch distances"))
+    return out
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}:{s % 60:02d}" if s < 3600 else f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class DataPage(QWizardPage):
+    def __init__(self, project: Project):
+        super().__init__()
+        self.project = project
+        self.setTitle("Training data")
+        self.setSubTitle("The model learns what good parts look like from the images in the train split.")
+        lay = QFormLayout(self)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        lay.addRow(self.summary)
+        self.name = QLineEdit()
+        lay.addRow("Model name", self.name)
+        self.registerField("name*", self.name)
+
+    def initializePage(self) -> None:
+        c = self.project.counts()
+        train = [r for r in self.project.images(split="train") if r.label != "anomalous"]
+        bad = sum(1 for r in train if r.readable is False)
+        text = (f"<b>{len(train) - bad}</b> good images to learn from"
+                + (f" ({bad} unreadable will be skipped)" if bad else "") + ".<br>"
+                f"<b>{c['test']}</b> test images will be inspected after training")
+        if c["anomalous"]:
+            text += f"; {c['anomalous']} are labelled anomalous, so you will see how well the model finds them"
+        self.summary.setText(text + ".")
+        if not self.name.text():
+            self.name.setText(f"model-{len(self.project.models()) + 1}")
+
+    def isComplete(self) -> bool:
+        return bool(self.name.text().strip()) and any(
+            r.readable is not False and r.label != "anomalous" for r in self.project.images(split="train"))
+
+
+class MethodPage(QWizardPage):
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self.settings = settings
+        self.setTitle("Method and backbone")
+        self.setSubTitle("The defaults work well for most parts. The backbone needs its ImageNet weights.")
+        lay = QFormLayout(self)
+        self.method = QComboBox()
+        for key, text in available_methods():
+            self.method.addItem(text, key)
+        lay.addRow("Method", self.method)
+        self.backbone = QComboBox()
+        for key, text in BACKBONES:
+            self.backbone.addItem(text, key)
+        lay.addRow("Backbone", self.backbone)
+        row = QHBoxLayout()
+        self.weights = QLineEdit()
+        self.weights.setPlaceholderText("automatic (torchvision cache or download)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.weights, 1)
+        row.addWidget(browse)
+        lay.addRow("Weights file", row)
+        self.random = QCheckBox("Random weights (for testing only: the results mean nothing)")
+        lay.addRow(self.random)
+        self.hint = QLabel(objectName="counts")
+        self.hint.setWordWrap(True)
+        lay.addRow(self.hint)
+        self.method.setCurrentIndex(max(0, self.method.findData(settings.get("train/method", "patchcore"))))
+        self.backbone.setCurrentIndex(max(0, self.backbone.findData(settings.get("train/backbone",
+                                                                                 "wide_resnet50_2"))))
+        self.backbone.currentIndexChanged.connect(self._backbone_changed)
+        self.random.toggled.connect(self.weights.setDisabled)
+        self._backbone_changed()
+
+    def _backbone_changed(self) -> None:
+        self.weights.setText(self.settings.weights_file(self.backbone.currentData()))
+        self.hint.setText("Without a weights file the backbone's ImageNet weights are taken from the "
+                          "torchvision cache (or downloaded once). If that is not possible, choose the "
+                          ".pth file here; it is remembered for next time.")
+
+    def _browse(self) -> None:
+        start = self.weights.text() or self.settings.last_dir()
+        path, _ = QFileDialog.getOpenFileName(self, "Choose the backbone's weights file", start,
+                                              "PyTorch weights (*.pth *.pt);;All files (*)")
+        if path:
+            self.weights.setText(path)
+
+    def values(self) -> dict:
+        return {"method": self.method.currentData(), "backbone": self.backbone.currentData(),
+                "weights": None if self.random.isChecked() else (self.weights.text().strip() or None),
+                "random_weights": self.random.isChecked()}
+
+    def validatePage(self) -> bool:
+        v = self.values()
+        self.settings.set("train/method", v["method"])
+        self.settings.set("train/backbone", v["backbone"])
+        if not v["random_weights"]:
+            self.settings.set_weights_file(v["backbone"], v["weights"] or "")
+        return True
+
+
+class OptionsPage(QWizardPage):
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self.settings = settings
+        self.setTitle("Image size and threshold")
+        self.setSubTitle("Larger images find smaller defects but train more slowly.")
+        lay = QFormLayout(self)
+        self.size = QSpinBox()
+        self.size.setRange(32, 1024)
+        self.size.setSingleStep(32)
+        self.size.setSuffix(" px")
+        self.size.setValue(settings.get("train/size", 256, int))
+        lay.addRow("Image size", self.size)
+        self.crop = QSpinBox()
+        self.crop.setRange(0, 1024)
+        self.crop.setSingleStep(32)
+        self.crop.setSpecialValueText("no crop (whole image)")
+        self.crop.setValue(settings.get("train/crop", 0, int))
+        lay.addRow("Center crop", self.crop)
+        self.coreset = QDoubleSpinBox()
+        self.coreset.setRange(0.001, 1.0)
+        self.coreset.setDecimals(3)
+        self.coreset.setSingleStep(0.01)
+        self.coreset.setValue(settings.get("train/coreset", 0.1, float))
+        self.coreset.setToolTip("Share of the good patches kept in the memory bank (smaller is faster)")
+        lay.addRow("Coreset ratio", self.coreset)
+        self.threshold = QComboBox()
+        for key, text in THRESHOLDS:
+            self.threshold.addItem(text, key)
+        self.threshold.setCurrentIndex(max(0, self.threshold.findData(settings.get("train/threshold", "mean+3std"))))
+        lay.addRow("Threshold", self.threshold)
+        self.inspect = QCheckBox("Inspect the project's test images with the new model")
+        self.inspect.setChecked(True)
+        lay.addRow(self.inspect)
+
+    def values(self) -> dict:
+        crop = self.crop.value() or None
+        return {"resize": self.size.value(), "crop": crop if crop and crop <= self.size.value() else None,
+                "threshold": self.threshold.currentData(), "options": {"coreset_ratio": self.coreset.value()}}
+
+    def validatePage(self) -> bool:
+        self.settings.set("train/size", self.size.value())
+        self.settings.set("train/crop", self.crop.value())
+        self.settings.set("train/coreset", self.coreset.value())
+        self.settings.set("train/threshold", self.threshold.currentData())
+        return True
+
+
+class RunPage(QWizardPage):
+    """Runs the training in a :class:`JobWorker`: stage, progress bar, elapsed time, ETA, Cancel."""
+
+    trained = Signal(object)
+
+    def __init__(self, project: Project):
+        super().__init__()
+        self.project = project
+        self.setTitle("Training")
+        self.setSubTitle("Training runs in the background: you can keep working in the main window. "
+                         "Cancel stops it within seconds and keeps the previous model.")
+        lay = QVBoxLayout(self)
+        self.stage = QLabel("starting…", objectName="heading")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)
+        self.times = QLabel(objectName="counts")
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c62828;")
+        self.error.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.cancel_button = QPushButton("Cancel training", objectName="danger")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.retry_button = QPushButton("Try again")
+        self.retry_button.clicked.connect(self.start)
+        self.retry_button.hide()
+        for w in (self.stage, self.bar, self.times, self.error):
+            lay.addWidget(w)
+        row = QHBoxLayout()
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.retry_button)
+        row.addStretch(1)
+        lay.addLayout(row)
+        lay.addStretch(1)
+        self.worker: Optional[ProcessJobWorker] = None
+        self.outcome: Optional[TrainOutcome] = None
+        self.state = "idle"          # idle, running, done, failed, cancelled
+        self.clock = QElapsedTimer()
+        self._stage_start = 0.0
+        self._stage_name = ""
+        self._frac = 0.0
+        self.ticker = QTimer(self, interval=500, timeout=self._tick)
+
+    def initializePage(self) -> None:
+        self.start()
+
+    def cleanupPage(self) -> None:   # Back while training: stop it
+        self.cancel()
+
+    def settings_dict(self) -> dict:
+        w = self.wizard()
+        d = {**w.method_page.values(), **w.options_page.values()}
+        return d
+
+    def start(self) -> None:
+        if self.state == "running":
+            return
+        w = self.wizard()
+        self.outcome = None
+        self.error.setText("")
+        self.retry_button.hide()
+        self.cancel_button.setEnabled(True)
+        self.cancel_button.show()
+        self.stage.setText("Starting the engine…")
+        self.bar.setRange(0, 0)
+        self.state = "running"
+        self.clock.start()
+        self._stage_start, self._stage_name, self._frac = 0.0, "", 0.0
+        self.worker = ProcessJobWorker(train_in_project, str(self.project.folder), self.settings_dict(),
+                                name=w.field("name").strip(), inspect_test=w.options_page.inspect.isChecked())
+        self.worker.progress.connect(self._progress)
+        self.worker.finished.connect(self._finished)
+        self.worker.failed.connect(self._failed)
+        self.worker.cancelled.connect(self._cancelled)
+        self.ticker.start()
+        self.worker.start()
+        self.completeChanged.emit()
+
+    def cancel(self) -> None:
+        if self.state == "running" and self.worker is not None:
+            self.worker.cancel()
+            self.cancel_button.setEnabled(False)
+            self.stage.setText("cancelling…")
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        if self.state != "running" or self.worker is None or self.worker.is_cancelling:
+            return
+        t = self.clock.elapsed() / 1000
+        if stage != self._stage_name:
+            self._stage_name, self._stage_start = stage, t
+        self.stage.setText(stage[:1].upper() + stage[1:])
+        if total > 0:
+            self.bar.setRange(0, total)
+            self.bar.setValue(done)
+            self._frac = done / total
+        else:
+            self.bar.setRange(0, 0)
+        self._tick()
+
+    def _tick(self) -> None:
+        t = self.clock.elapsed() / 1000
+        text = f"Elapsed {fmt_seconds(t)}"
+        spent = t - self._stage_start
+        if 0 < self._frac < 1 and spent > 0.5:
+            text += f"   ·   about {fmt_seconds(spent * (1 - self._frac) / self._frac)} left in this stage"
+        self.times.setText(text)
+
+    def _end(self, state: str) -> None:
+        self.state = state
+        self.ticker.stop()
+        self._tick()
+        self.cancel_button.hide()
+        self.completeChanged.emit()
+
+    def _finished(self, outcome: TrainOutcome) -> None:
+        self.outcome = outcome
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.stage.setText("Done")
+        self._end("done")
+        self.trained.emit(outcome)
+        if self.wizard() is not None and self.wizard().currentPage() is self:
+            self.wizard().next()
+
+    def _failed(self, message: str) -> None:
+        self.stage.setText("Training failed")
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.error.setText(message + "\n\nGo Back to change the settings (for example choose a weights "
+                                     "file), or try again.")
+        self.retry_button.show()
+        self._end("failed")
+
+    def _cancelled(self) -> None:
+        self.stage.setText("Cancelled: nothing was changed, the previous model is still in use.")
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.retry_button.show()
+        self._end("cancelled")
+
+    def isComplete(self) -> bool:
+        return self.state == "done"
+
+
+class ResultPage(QWizardPage):
+    def __init__(self):
+        super().__init__()
+        self.setTitle("Result")
+        self.setSubTitle("The new model is now the current one; its results are in the browser and the review queue.")
+        lay = QVBoxLayout(self)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.summary)
+        self.histogram = ScoreHistogram()
+        lay.addWidget(self.histogram, 1)
+
+    def show_outcome(self, o: TrainOutcome) -> None:
+        lines = [f"<b>{o.name}</b> trained on {o.n_train} good images in {fmt_seconds(o.seconds)}.",
+                 f"Threshold: <b>{o.image_threshold:.4g}</b> ({o.threshold_detail}); "
+                 f"pixel threshold {o.pixel_threshold:.4g}."]
+        if o.skipped:
+            lines.append(f"<span style='color:#c62828'>{len(o.skipped)} unreadable images were skipped.</span>")
+        m = o.metrics
+        if m:
+            lines.append(f"On {m['n_labelled']} labelled test images: image AUROC <b>{m['image_auroc']:.3f}</b>, "
+                         f"F1 {m['f1']:.3f} at the threshold; {m['true_positives']} defects found, "
+                         f"{m['missed']} missed, {m['false_alarms']} false alarms.")
+        elif o.test_scores:
+            lines.append(f"{len(o.test_scores)} test images inspected (no labelled anomalies: no metrics).")
+        self.summary.setText("<br>".join(lines))
+        series = {"held-out normal": o.holdout_scores}
+        if o.test_scores:
+            series["test good"] = [s for s, lab in o.test_scores if lab == "good"]
+            series["test anomalous"] = [s for s, lab in o.test_scores if lab == "anomalous"]
+        self.histogram.set_data(series, o.image_threshold)
+
+    def initializePage(self) -> None:
+        o = self.wizard().run_page.outcome
+        if o is not None:
+            self.show_outcome(o)
+
+
+class TrainWizard(QWizard):
+    """Emits ``trained(outcome)`` as soon as a new model is registered in the project."""
+
+    trained = Signal(object)
+
+    def __init__(self, project: Project, settings: Settings, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Train a model")
+        self.setWizardStyle(QWizard.ModernStyle)
+        self.setOption(QWizard.NoBackButtonOnLastPage, True)
+        self.setOption(QWizard.NoCancelButtonOnLastPage, True)
+        self.resize(720, 560)
+        self.data_page = DataPage(project)
+        self.method_page = MethodPage(settings)
+        self.options_page = OptionsPage(settings)
+        self.run_page = RunPage(project)
+        self.result_page = ResultPage()
+        for p in (self.data_page, self.method_page, self.options_page, self.run_page, self.result_page):
+            self.addPage(p)
+        self.run_page.trained.connect(self.trained)
+        self._closing = False
+
+    def reject(self) -> None:
+        """Cancel while training: stop the job first, close when it has stopped."""
+        if self.run_page.state == "running":
+            self._closing = True
+            self.run_page.worker.ended.connect(self._close_after_stop)
+            self.run_page.cancel()
+            return
+        super().reject()
+
+    def _close_after_stop(self) -> None:
+        if self._closing:
+            self._closing = False
+            super().reject()

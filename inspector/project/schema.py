@@ -1,0 +1,83 @@
+"""The project database schema and its migrations.
+
+``schema_version`` holds one row: the version the file was last migrated to.  Each entry of
+:data:`MIGRATIONS` takes the database from version ``i`` to ``i + 1``; opening an older project
+runs the missing ones in one transaction, opening a newer one is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable, List
+
+V1 = """
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE sources (
+    id    INTEGER PRIMARY KEY,
+    path  TEXT NOT NULL UNIQUE,
+    kind  TEXT NOT NULL,               -- 'mvtec' or 'folder'
+    split TEXT,                        -- for folders: 'train' or 'test'
+    added TEXT NOT NULL
+);
+CREATE TABLE images (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT NOT NULL UNIQUE,
+    split       TEXT NOT NULL CHECK (split IN ('train', 'test')),
+    source_id   INTEGER REFERENCES sources(id) ON DELETE SET NULL,
+    defect_type TEXT,
+    readable    INTEGER,               -- NULL: not read yet, 1: readable, 0: not readable
+    error       TEXT,
+    added       TEXT NOT NULL
+);
+CREATE TABLE labels (
+    image_id  INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    label     TEXT NOT NULL CHECK (label IN ('good', 'anomalous')),
+    source    TEXT NOT NULL,           -- 'dataset' (folder layout) or 'operator' (review)
+    mask_path TEXT,
+    updated   TEXT NOT NULL
+);
+CREATE TABLE models (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL,
+    path            TEXT NOT NULL,     -- relative to the project folder
+    method          TEXT NOT NULL,
+    backbone        TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    image_threshold REAL NOT NULL,
+    pixel_threshold REAL NOT NULL,
+    meta_json       TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE results (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    score    REAL NOT NULL,
+    verdict  TEXT NOT NULL CHECK (verdict IN ('normal', 'anomalous')),
+    map_path TEXT,                     -- relative to the project folder
+    created  TEXT NOT NULL,
+    PRIMARY KEY (image_id, model_id)
+);
+CREATE INDEX results_model_score ON results(model_id, score);
+CREATE INDEX images_split ON images(split);
+"""
+
+
+def _run(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``script`` statement by statement (``executescript`` would commit half-way)."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    _run(conn, V1)
+
+
+# MIGRATIONS[i] upgrades version i to i + 1.
+MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [_v1]
+
+
+def latest() -> int:
+    return len(MIGRATIONS)

@@ -1,0 +1,219 @@
+import csv
+import sqlite3
+
+import numpy as np
+import pytest
+
+from inspector.core.errors import DatasetError
+from inspector.core.jobs import CancelToken, Cancelled, Job
+from inspector.project import DB_NAME, Project, ProjectError, is_project
+from inspector.project import schema
+from inspector.project.demo import make_folder, make_mvtec
+from inspector.project.inspection import inspect_images
+from inspector.reports import CSV_COLUMNS, export_csv
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_mvtec(tmp_path / "cat", n_train=4, n_good=2, n_bad=2, size=32, corrupt=1)
+
+
+@pytest.fixture
+def project(tmp_path):
+    p = Project.create(tmp_path / "proj", name="Demo")
+    yield p
+    p.close()
+
+
+def test_create_makes_a_real_sqlite_project(tmp_path, project):
+    assert is_project(tmp_path / "proj")
+    assert project.name == "Demo"
+    assert project.schema_version == schema.latest()
+    conn = sqlite3.connect(tmp_path / "proj" / DB_NAME)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"schema_version", "images", "labels", "models", "results", "settings"} <= tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    with pytest.raises(ProjectError, match="already holds a project"):
+        Project.create(tmp_path / "proj")
+
+
+def test_open_errors_are_clear(tmp_path):
+    with pytest.raises(ProjectError, match="not found"):
+        Project.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ProjectError, match="not an Inspector project"):
+        Project.open(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / DB_NAME).write_bytes(b"garbage" * 100)
+    with pytest.raises(ProjectError, match="not a readable project database"):
+        Project.open(tmp_path / "bad")
+
+
+def test_newer_schema_is_refused(tmp_path, project):
+    project.close()
+    conn = sqlite3.connect(tmp_path / "proj" / DB_NAME)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ProjectError, match="newer Inspector"):
+        Project.open(tmp_path / "proj")
+
+
+def test_older_schema_is_migrated(tmp_path, project, monkeypatch):
+    project.close()
+    calls = []
+
+    def v2(conn):
+        calls.append(1)
+        conn.execute("ALTER TABLE labels ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v2])
+    p = Project.open(tmp_path / "proj")
+    assert calls == [1] and p.schema_version == 2
+    p.close()
+    p = Project.open(tmp_path / "proj")   # already migrated: nothing runs again
+    assert calls == [1]
+    p.close()
+
+
+def test_failed_migration_leaves_the_file_as_it_was(tmp_path, project, monkeypatch):
+    project.close()
+
+    def broken(conn):
+        conn.execute("ALTER TABLE labels ADD COLUMN note TEXT")
+        raise sqlite3.OperationalError("boom")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
+    with pytest.raises(ProjectError):
+        Project.open(tmp_path / "proj")
+    monkeypatch.undo()
+    p = Project.open(tmp_path / "proj")
+    assert p.schema_version == 1
+    cols = [r[1] for r in p._query("PRAGMA table_info(labels)")]
+    assert "note" not in cols
+    p.close()
+
+
+def test_add_mvtec_and_folder(tmp_path, project, data):
+    assert project.add_mvtec(data) == 4 + 2 + 3
+    assert project.add_mvtec(data) == 0          # adding again adds nothing
+    c = project.counts()
+    assert (c["total"], c["train"], c["test"]) == (9, 4, 5)
+    assert (c["good"], c["anomalous"]) == (6, 3)
+    bad = project.images(label="anomalous")
+    assert {r.defect_type for r in bad} == {"blob"}
+    assert sum(r.mask_path is not None for r in bad) == 2
+    folder = make_folder(tmp_path / "line", n=3, n_bad=1, size=32)
+    assert project.add_folder(folder, split="test") == 3
+    assert project.counts()["unlabelled"] == 3
+    assert project.add_path(tmp_path / "line") == 0
+    with pytest.raises(DatasetError):
+        project.add_folder(tmp_path / "nowhere")
+
+
+def test_labels_persist_and_undo(tmp_path, project, data):
+    project.add_mvtec(data)
+    img = project.images(split="test", label="good")[0]
+    prev = project.set_label(img.id, "anomalous")
+    assert prev == ("good", "dataset")
+    assert project.label(img.id) == ("anomalous", "operator")
+    project.close()
+    p = Project.open(tmp_path / "proj")
+    assert p.label(img.id) == ("anomalous", "operator")
+    p.set_label(img.id, *prev)                       # undo
+    assert p.label(img.id) == ("good", "dataset")
+    p.set_label(img.id, None)
+    assert p.label(img.id) == (None, None)
+    with pytest.raises(ValueError):
+        p.set_label(img.id, "maybe")
+    p.close()
+
+
+def _fake_model_file(project):
+    f = project.new_model_path("patchcore")
+    f.write_bytes(b"model")
+    return f
+
+
+def test_models_results_maps_and_threshold(tmp_path, project, data):
+    project.add_mvtec(data)
+    f = _fake_model_file(project)
+    mid = project.add_model("m1", f, "patchcore", "resnet18", 0.5, 0.4, {"k": 1})
+    assert project.current_model_id == mid
+    m = project.model(mid)
+    assert project.model_file(m) == f and m.meta == {"k": 1}
+    ids = project.image_ids(split="test")
+    amap = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    project.add_results(mid, [(ids[0], 0.9, "anomalous", amap), (ids[1], 0.3, "normal", None)])
+    project.close()
+    p = Project.open(tmp_path / "proj")
+    row = p.image(ids[0], mid)
+    assert (row.score, row.verdict) == (pytest.approx(0.9), "anomalous")
+    np.testing.assert_allclose(p.load_map(row), amap, atol=1e-3)
+    assert p.load_map(p.image(ids[1], mid)) is None
+    assert [r.id for r in p.review_queue(mid)] == [ids[0]]
+    assert p.images(mid, order="score")[0].id == ids[0]
+    assert p.counts(mid)["verdict_anomalous"] == 1
+    assert p.set_image_threshold(mid, 0.2) == 1
+    assert [r.id for r in p.review_queue(mid)] == [ids[0], ids[1]]
+    assert p.model(mid).image_threshold == pytest.approx(0.2)
+    p.close()
+
+
+class _Pred:
+    def __init__(self, score, shape):
+        self.score = score
+        self.anomaly_map = np.full(shape, score, np.float32)
+
+
+class _Model:
+    """Stands in for an engine AnomalyModel: score = mean darkness."""
+
+    def predict(self, images, job=None):
+        return [_Pred(float(1 - im.mean() / 255), im.shape[:2]) for im in images]
+
+
+def test_inspect_stores_results_and_marks_unreadable(project, data):
+    project.add_mvtec(data)
+    f = _fake_model_file(project)
+    mid = project.add_model("m", f, "patchcore", "resnet18", 0.5, 0.5)
+    seen = []
+    ids = project.image_ids(split="test")
+    n, skipped = inspect_images(project, _Model(), mid, ids, Job(lambda *a: seen.append(a)), batch_size=2)
+    assert n == 4 and len(skipped) == 1 and "not a readable image" in skipped[0][1]
+    assert seen[-1] == ("inspecting", 5, 5)
+    c = project.counts(mid)
+    assert c["unreadable"] == 1 and c["not_inspected"] == 4 + 1
+    bad = [r for r in project.images(mid) if r.readable is False]
+    assert bad[0].error and bad[0].score is None
+    assert project.load_map(project.images(mid, order="score")[0]) is not None
+
+
+def test_inspect_cancel_keeps_what_was_stored(project, data):
+    project.add_mvtec(data)
+    mid = project.add_model("m", _fake_model_file(project), "patchcore", "resnet18", 0.5, 0.5)
+    token = CancelToken()
+
+    def progress(stage, done, total):
+        if done >= 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        inspect_images(project, _Model(), mid, project.image_ids(split="test"), Job(progress, token), batch_size=2)
+    assert project.counts(mid)["verdict_normal"] + project.counts(mid)["verdict_anomalous"] == 2
+
+
+def test_export_csv(tmp_path, project, data):
+    project.add_mvtec(data)
+    with pytest.raises(ProjectError, match="no model"):
+        export_csv(project, tmp_path / "x.csv")
+    mid = project.add_model("m", _fake_model_file(project), "patchcore", "resnet18", 0.5, 0.5)
+    inspect_images(project, _Model(), mid, project.image_ids(split="test"))
+    n = export_csv(project, tmp_path / "out.csv")
+    rows = list(csv.reader(open(tmp_path / "out.csv", encoding="utf-8")))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == n + 1 == 5
+    assert all(r[4] == "m" and r[5] == "0.5" and r[6] for r in rows[1:])
+    assert {r[2] for r in rows[1:]} <= {"normal", "anomalous"}
+    with pytest.raises(ProjectError, match="cannot write"):
+        export_csv(project, tmp_path / "no" / "such" / "dir.csv")
