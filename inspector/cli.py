@@ -93,7 +93,7 @@ def _settings(args, **extra):
     from .core.errors import InspectorError
     from .core.training import TrainSettings
     options = {}
-    if args.method == "patchcore":
+    if args.method in ("patchcore", "apc"):
         options["coreset_ratio"] = args.coreset
         if args.index:
             options["index"] = args.index
@@ -112,8 +112,17 @@ def cmd_train(args) -> int:
     from .core.images import describe_skipped
     from .core.modelfile import save_model
     from .core.training import train_model
+    from .core.errors import InspectorError
     paths = training_images(args.data_dir)
-    settings = _settings(args, threshold=args.threshold)
+    extra = {}
+    if args.anomalies:
+        from .core.methods.apc import anomalies_from
+        extra["anomalies"] = anomalies_from(args.anomalies, args.masks)
+        if args.method != "apc":
+            print(f"note: --anomalies is used by APC only, not by {args.method}", file=sys.stderr)
+    elif args.masks:
+        raise InspectorError("--masks needs --anomalies")
+    settings = _settings(args, threshold=args.threshold, **extra)
     job, bar = _job(args)
     try:
         result = train_model(paths, settings, job)
@@ -277,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threshold", default="mean+3std", choices=["mean+3std", "percentile"],
                    help="how the image threshold is set from held-out normal images (default mean+3std)")
     _add_model_args(t, None)
+    t.add_argument("--anomalies", action="append", default=[], metavar="DIR_OR_LIST",
+                   help="labelled anomalous images for APC: a folder, an image, or a text file of "
+                        "'IMAGE[<TAB>MASK]' lines (repeatable)")
+    t.add_argument("--masks", metavar="DIR",
+                   help="defect masks for --anomalies, matched by name (<stem>_mask.png or <stem>.png)")
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="score images with a model")

@@ -87,3 +87,23 @@ def test_missing_weights(good_dir, tmp_path, monkeypatch, capsys):
     assert main(["train", str(good_dir), "-o", str(tmp_path / "m.inspector"), "--backbone", "resnet18", "-q"]) == 2
     err = capsys.readouterr().err
     assert "--weights" in err and "Traceback" not in err
+
+
+def test_train_apc_with_labelled_anomalies(mvtec_category, tmp_path, capsys):
+    model = tmp_path / "apc.inspector"
+    rc = main(["train", str(mvtec_category / "train" / "good"), "-o", str(model), "--method", "apc",
+               "--anomalies", str(mvtec_category / "test" / "blob"),
+               "--masks", str(mvtec_category / "ground_truth" / "blob"),
+               "--option", "epochs=1", *FAST])
+    assert rc == 0, capsys.readouterr().err
+    assert model.is_file()
+    from inspector.core.modelfile import read_metadata
+    meta = read_metadata(model)
+    assert meta["method"] == "apc"
+    assert meta["state"]["apc"]["n_anomalous"] == 4 and meta["state"]["apc"]["n_with_mask"] == 4
+
+
+def test_apc_without_anomalies_says_how_to_label(good_dir, tmp_path, capsys):
+    assert main(["train", str(good_dir), "-o", str(tmp_path / "m.inspector"), "--method", "apc", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "labelled anomalous images" in err and "Traceback" not in err

@@ -113,6 +113,29 @@ class PatchCoreModel(AnomalyModel):
         maps = grid_to_maps(patch_min.reshape(b, h, w), self.preprocess.size, self.options.blur_sigma)
         return scores.astype(np.float32), maps
 
+    def build_bank(self, source: FrameSource, seed: int, job: Job) -> None:
+        """Normal images → patch features → coreset → index; timings go to ``meta["timings"]``."""
+        opts = self.options
+        timings = self.meta.setdefault("timings", {})
+        t0 = time.perf_counter()
+        source.batch_size = opts.batch_size
+        chunks = [to_rows(self.features(x)).numpy() for x in source.batches(job, "extracting features")]
+        rows = np.concatenate(chunks)
+        del chunks
+        timings["feature_extraction_seconds"] = time.perf_counter() - t0
+        job.step("coreset", 0, 1)
+        t0 = time.perf_counter()
+        sel = greedy_coreset(rows, opts.coreset_ratio, opts.projection_dim, seed, job)
+        self.bank = np.ascontiguousarray(rows[np.sort(sel)])
+        del rows
+        timings["coreset_seconds"] = time.perf_counter() - t0
+        job.step("building index", 0, 1)
+        t0 = time.perf_counter()
+        params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe}}.get(opts.index, {})
+        self.index = build_index(opts.index, self.bank, **params)
+        timings["index_seconds"] = time.perf_counter() - t0
+        job.step("building index", 1, 1)
+
     def state(self):
         meta = {"options": self.options.to_dict(), "bank_size": int(len(self.bank)),
                 "feature_dim": int(self.bank.shape[1]), "index_params": self.index.params}
@@ -141,26 +164,7 @@ class PatchCore(Method):
                                             ctx.seed, ctx.device)
         job.step("loading backbone", 1, 1)
         model = PatchCoreModel({}, ctx.preprocess, extractor, opts, np.zeros((0, 1), np.float32), None)
-        timings = {}
-        t0 = time.perf_counter()
-        source.batch_size = opts.batch_size
-        chunks = [to_rows(model.features(x)).numpy() for x in source.batches(job, "extracting features")]
-        rows = np.concatenate(chunks)
-        del chunks
-        timings["feature_extraction_seconds"] = time.perf_counter() - t0
-        job.step("coreset", 0, 1)
-        t0 = time.perf_counter()
-        sel = greedy_coreset(rows, opts.coreset_ratio, opts.projection_dim, ctx.seed, job)
-        bank = np.ascontiguousarray(rows[np.sort(sel)])
-        del rows
-        timings["coreset_seconds"] = time.perf_counter() - t0
-        job.step("building index", 0, 1)
-        t0 = time.perf_counter()
-        params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe}}.get(opts.index, {})
-        index = build_index(opts.index, bank, **params)
-        timings["index_seconds"] = time.perf_counter() - t0
-        job.step("building index", 1, 1)
-        model.bank, model.index = bank, index
-        model.meta = {"backbone": ctx.backbone, "weights": wsource.to_dict(),
-                      "feature_dim": output_dim(extractor.channels, opts.d), "timings": timings}
+        model.build_bank(source, ctx.seed, job)
+        model.meta.update({"backbone": ctx.backbone, "weights": wsource.to_dict(),
+                           "feature_dim": output_dim(extractor.channels, opts.d)})
         return model
