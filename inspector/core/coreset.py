@@ -88,9 +88,12 @@ def _select(x, cx, sel, k0, k1, assign, mind, nxt, head, radius, farthest):
             if r <= 0.0:
                 continue
             lim = 4.0 * r * r
-            if _dist2_bounded(xc, cx[j], lim) >= lim:
+            dcc2 = _dist2_bounded(xc, cx[j], lim)
+            if dcc2 >= lim:
                 continue   # no member of j can be nearer to c than to c_j
-            # examine the members of centre j, rebuilding its list as we go
+            # examine the members of centre j, rebuilding its list as we go; a member x can only
+            # move when ||x - c_j|| > ||c - c_j|| / 2 (else ||x - c|| >= ||c - c_j|| - ||x - c_j|| >= ||x - c_j||)
+            half = 0.5 * np.sqrt(dcc2)
             i = head[j]
             new_head = -1
             new_r = -1.0
@@ -98,7 +101,7 @@ def _select(x, cx, sel, k0, k1, assign, mind, nxt, head, radius, farthest):
             while i != -1:
                 nx = nxt[i]
                 m = mind[i]
-                d2 = _dist2_bounded(x[i], xc, m * m)
+                d2 = _dist2_bounded(x[i], xc, m * m) if m > half else np.inf
                 if d2 < m * m:
                     dist = np.sqrt(d2)
                     mind[i] = dist
