@@ -11,7 +11,8 @@ from PySide6.QtCore import QStandardPaths
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+# beside the package in a source checkout; inside the bundle of a PyInstaller build
+RESOURCES = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "resources"
 log = logging.getLogger("inspector.gui")
 
 
