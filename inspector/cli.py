@@ -266,6 +266,11 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_ablation(args) -> int:
+    from .core.ablation import main as ablation_main
+    return ablation_main(args.rest)
+
+
 def cmd_gui(args) -> int:
     from .gui.app import main as gui_main
     return gui_main(args.path)
@@ -324,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
+
+    a = sub.add_parser("ablation", add_help=False,
+                       help="N-pad ablation (paper table 3): maps A, B, A+B, with and without shifting")
+    a.add_argument("rest", nargs=argparse.REMAINDER, help="see 'inspector ablation --help'")
+    a.set_defaults(func=cmd_ablation)
     return p
 
 

@@ -1,0 +1,513 @@
+"""N-pad (Jang et al., 2023), as in METHODS.md §2: neighbouring-pixel anomaly detection.
+
+Training (normal images only):
+
+* taps at strides 4, 8, 16, upsampled (bilinear) to the stride-4 grid and concatenated;
+* channel selection: the ``k_channels`` channels with the fewest values > 0 over all normal features;
+* per position t: Gaussian (μ_t, Σ_t + eps·I) of the N training features;
+* Bhattacharyya similarity of t with each neighbour n of the training window:
+  w_tn = exp(-(μt-μn)ᵀ Σ̄⁻¹ (μt-μn) / (8β)), Σ̄ = (Σt+Σn)/2  (w_tt = 1);
+* distribution A: weighted mean and covariance of all N images' features at all neighbours n of t,
+  each weighted w_tn, plus eps·I (pooled exactly from the per-position moments);
+* distribution B: mean and covariance per position of y = ``agg_size``² average pooling of the
+  selected features;
+* centroid bank C: faiss k-means over the y of all normal positions.
+
+Inference:
+
+* map A: s_A(t) = min over n in the inference window of Mahalanobis(x_t; A_n);
+* map B: s_B(t) = Mahalanobis(y_t; B_t);
+* pixel map: sqrt(s_A · s_B), upsampled bilinearly to the frame and blurred (σ = 4);
+* image score: the ``top_k`` largest s_A (M_k) and, at those positions, the Euclidean distance of
+  y to its nearest centroid (E_k); both sorted ascending, score = mean_i sqrt(M_k[i] · E_k[i]);
+* test-time shifting: the image is also scored shifted by 1..S pixels (``shift_mode``), each map is
+  shifted back, maps and image scores are averaged with the unshifted ones.
+
+Storage: what Mahalanobis needs and nothing else, i.e. per position μ and the precision in factored
+form: the lower-triangular whitening factor W = L⁻¹ (Σ = L Lᵀ, Σ⁻¹ = Wᵀ W), packed (k(k+1)/2
+values) and stored as float16 by default; plus the centroids (float32, the faiss flat index is
+rebuilt on load).  Covariances, weights and training features are never stored.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import npad_ops as ops
+from ..anomaly_map import blur
+from ..backbones import TapExtractor, load_extractor
+from ..errors import InspectorError
+from ..features import upsample_to
+from ..jobs import Job, as_job
+from ..preprocess import Preprocess
+from .base import AnomalyModel, FitContext, FrameSource, Method, register
+
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class NPadOptions:
+    """N-pad's parameters; each comment gives the paper's value (WRN-50, 224 px) and why ours differs."""
+
+    strides: Tuple[int, ...] = (4, 8, 16)  # paper: layer1+2+3 of WRN-50 (strides 4, 8, 16)
+    k_channels: int = 150        # paper: 550 of 1792 (WRN-50); "150 already beats PatchCore". 150 keeps the
+                                 # float16 model at ~150 MB for 224 px (k² scaling: 550 would be ~2 GB)
+    beta: float = 0.25           # paper: 0.25 (1 = plain Bhattacharyya; larger uses more of the neighbours)
+    train_size: int = 3          # paper: neighbourhood "size 3" in training; with size_reading "radius" = 5×5
+    infer_size: int = 2          # paper: "size 2" at inference; with size_reading "radius" = 3×3
+    size_reading: str = "radius"  # ours: size s = radius s-1 (size 1 = the position alone);
+                                  # "side": size s = window side (3 → 3×3, 2 → 2×2 on the + side)
+    agg_size: int = 3            # distribution B's average-pooling window (paper: adaptive average pooling
+                                 # of the neighbourhood; METHODS.md: 3×3)
+    shifts: int = 2              # S, test-time shifts of 1..S pixels (paper: 4; 0 = no shifting). Measured
+                                 # (pixel AUROC, S=0/2/4): bottle 97.89/97.88/97.76, metal_plate 96.46/96.53/96.49;
+                                 # each shift costs one more full scoring pass
+    shift_mode: str = "diagonal"  # which shifts (paper: not legible): "diagonal" (i, i), "axes" (i,0)+(0,i),
+                                  # "cross" (±i,0)+(0,±i), "diagonals" (±i,±i)
+    centroid_ratio: float = 0.002  # centroids / training positions (paper: 0.1; 0.005 loses 0.27 image
+                                   # AUROC). k-means at 10% of ~600k positions takes hours on a CPU
+    max_centroids: int = 4096    # cap on the centroid count (ours; the paper has none)
+    kmeans_iterations: int = 20  # faiss k-means iterations (paper: not given; faiss default 25)
+    kmeans_points_per_centroid: int = 64  # k-means trains on a random sample of this many points per
+                                          # centroid (faiss default 256; paper: all points)
+    top_k: int = 300             # positions in the image score (paper: k, value not legible in our copy);
+                                 # ~10% of a 56×56 grid. metal_plate image AUROC, top-k 10/100/300: 74/98/100
+    image_map: str = "A"         # which Mahalanobis map ranks the top-k: "A" (paper: the distances to the
+                                 # neighbour collection of A) or "AB" (the fused pixel map)
+    eps: float = 0.01            # covariance regulariser (paper: 0.01)
+    precision_dtype: str = "float16"  # storage of the whitening factors (paper: float32 in memory);
+                                      # float16 halves the file; distances stay within 0.3% of a
+                                      # float32 solve (tests); its effect on AUROC is not measured yet
+    blur_sigma: float = 4.0      # anomaly-map smoothing (as PatchCore, paper: 4)
+    batch_size: int = 16         # images per backbone batch
+    chunk_rows: int = 8          # grid rows per batched linear-algebra chunk (memory bound)
+    hold_features_mb: int = 2048  # keep training features in memory up to this size, else extract twice
+    dense_cache_mb: int = 1024   # at inference, keep the unpacked float32 factors in memory up to this size
+
+    ALIASES = {"r_train": "train_size", "r_infer": "infer_size", "k": "k_channels", "S": "shifts"}
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "NPadOptions":
+        d = dict(d)
+        # r_train / r_infer: window radii, i.e. the "radius" reading with size = r + 1
+        for alias in ("r_train", "r_infer"):
+            if alias in d:
+                d[cls.ALIASES[alias]] = int(d.pop(alias)) + 1
+                if d.get("size_reading", "radius") != "radius":
+                    raise InspectorError(f"{alias} is a radius: use it with size_reading=radius")
+        for alias in ("k", "S"):
+            if alias in d:
+                d[cls.ALIASES[alias]] = d.pop(alias)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InspectorError(f"unknown N-pad option(s): {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(known | set(cls.ALIASES)))})")
+        opts = cls(**{k: (tuple(v) if k == "strides" else v) for k, v in d.items()})
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise InspectorError(f"N-pad option {msg}")
+        if self.k_channels < 1:
+            bad(f"k_channels must be at least 1 (got {self.k_channels})")
+        if not self.beta > 0:
+            bad(f"beta must be positive (got {self.beta})")
+        if self.train_size < 1 or self.infer_size < 1 or self.agg_size < 1:
+            bad("train_size, infer_size and agg_size must be at least 1")
+        if self.size_reading not in ("radius", "side"):
+            bad(f"size_reading must be radius or side (got {self.size_reading})")
+        if self.agg_size % 2 == 0:
+            bad(f"agg_size must be odd (got {self.agg_size})")
+        if self.shifts < 0:
+            bad(f"shifts must be 0 or more (got {self.shifts})")
+        try:
+            ops.shift_offsets(1, self.shift_mode)
+        except ValueError as exc:
+            bad(str(exc))
+        if not 0.0 < self.centroid_ratio <= 1.0:
+            bad(f"centroid_ratio must be in (0, 1] (got {self.centroid_ratio})")
+        if self.max_centroids < 1 or self.top_k < 1 or self.kmeans_iterations < 1:
+            bad("max_centroids, top_k and kmeans_iterations must be at least 1")
+        if self.image_map not in ("A", "AB"):
+            bad(f"image_map must be A or AB (got {self.image_map})")
+        if not self.eps > 0:
+            bad(f"eps must be positive (got {self.eps})")
+        if self.precision_dtype not in DTYPES:
+            bad(f"precision_dtype must be one of {', '.join(DTYPES)} (got {self.precision_dtype})")
+
+    def to_dict(self) -> Dict:
+        d = asdict(self)
+        d["strides"] = list(self.strides)
+        return d
+
+    @property
+    def train_offsets(self) -> List[ops.Offset]:
+        return ops.window_offsets(self.train_size, self.size_reading)
+
+    @property
+    def infer_offsets(self) -> List[ops.Offset]:
+        return ops.window_offsets(self.infer_size, self.size_reading)
+
+    @property
+    def shift_list(self) -> List[ops.Offset]:
+        return ops.shift_offsets(self.shifts, self.shift_mode)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How to turn N-pad's components into scores and maps (the ablation's rows).
+
+    maps: "A", "B" or "AB" (geometric mean); neighbours: A uses the inference window (else the
+    position itself only); shift: average over the test-time shifts.
+    """
+    maps: str = "AB"
+    neighbours: bool = True
+    shift: bool = True
+
+    @property
+    def name(self) -> str:
+        parts = {"A": ["A"], "B": ["B"], "AB": ["A", "B"]}[self.maps]
+        if self.neighbours and "A" in parts:
+            parts.append("C")
+        if self.shift:
+            parts.append("shift")
+        return "+".join(parts)
+
+
+class NPadModel(AnomalyModel):
+    method = "npad"
+
+    def __init__(self, meta: Dict, preprocess: Preprocess, extractor: TapExtractor, options: NPadOptions,
+                 channels: np.ndarray, grid: Tuple[int, int], mu_a: np.ndarray, w_a: np.ndarray,
+                 mu_b: np.ndarray, w_b: np.ndarray, centroids: np.ndarray):
+        super().__init__(meta, preprocess)
+        self.extractor = extractor
+        self.options = options
+        self.device = next(extractor.parameters()).device
+        self.channels = np.asarray(channels, np.int64)
+        self.k = int(len(self.channels))
+        self.grid = (int(grid[0]), int(grid[1]))
+        h, w = self.grid
+        pdim = ops.packed_dim(self.k)
+        for name, arr, shape in (("mu_a", mu_a, (h, w, self.k)), ("mu_b", mu_b, (h, w, self.k)),
+                                 ("w_a", w_a, (h * w, pdim)), ("w_b", w_b, (h * w, pdim))):
+            if tuple(arr.shape) != shape:
+                raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {shape}")
+        if centroids.ndim != 2 or centroids.shape[1] != self.k or len(centroids) == 0:
+            raise ValueError(f"centroids have shape {centroids.shape}, expected (n, {self.k})")
+        self.mu_a, self.w_a, self.mu_b, self.w_b = mu_a, w_a, mu_b, w_b
+        self.centroids = np.ascontiguousarray(centroids, np.float32)
+        self.index = faiss.IndexFlatL2(self.k)
+        self.index.add(self.centroids)
+        self._t = {}   # device copies, made on first use
+
+    # -- tensors on the device -----------------------------------------------------------------
+    def _dev(self, name: str) -> torch.Tensor:
+        if name not in self._t:
+            self._t[name] = torch.from_numpy(np.ascontiguousarray(getattr(self, name))).to(self.device)
+        return self._t[name]
+
+    def _wmats(self, name: str):
+        """Whitening factors of grid rows [r0, r1) as dense float32 (rows·w, k, k)."""
+        h, w = self.grid
+        key = name + "_dense"
+        if key not in self._t:
+            dense_mb = 2 * h * w * self.k * self.k * 4 / 2**20     # A and B together
+            self._t[key] = (ops.unpack_lower(self._dev(name), self.k, torch.float32)
+                            if dense_mb <= self.options.dense_cache_mb else None)
+        dense = self._t[key]
+        packed = self._dev(name)
+
+        def get(r0: int, r1: int) -> torch.Tensor:
+            if dense is not None:
+                return dense[r0 * w:r1 * w]
+            return ops.unpack_lower(packed[r0 * w:r1 * w], self.k, torch.float32)
+        return get
+
+    # -- features ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def features(self, x: torch.Tensor, selected: bool = True) -> torch.Tensor:
+        """(B, 3, S, S) normalised on the device → (B, C, h, w) float32: taps upsampled to stride 4."""
+        return extract(self.extractor, x, self.channels if selected else None, self.options.batch_size)
+
+    def aggregate(self, f: torch.Tensor) -> torch.Tensor:
+        return aggregate(f, self.options.agg_size)
+
+    # -- scoring -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def components(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Grid maps of (B, 3, S, S) normalised input on the device.
+
+        ``A`` (B, h, w): min over the inference window of A's Mahalanobis distances; ``A0``: A's
+        distance at the position itself; ``B``: B's distance; ``y`` (B, h, w, k) aggregated features.
+        """
+        f = self.features(x)
+        if tuple(f.shape[-2:]) != self.grid:
+            raise InspectorError(f"input gives a {tuple(f.shape[-2:])} feature grid; the model was trained "
+                                 f"on {self.grid} (image size differs)")
+        y = self.aggregate(f).permute(0, 2, 3, 1).contiguous()
+        f = f.permute(0, 2, 3, 1).contiguous()
+        offs = self.options.infer_offsets
+        cr = self.options.chunk_rows
+        da = ops.window_mahalanobis(f, self._dev("mu_a"), self._wmats("w_a"), offs, cr)
+        db = ops.window_mahalanobis(y, self._dev("mu_b"), self._wmats("w_b"), [(0, 0)], cr)
+        return {"A": da.amin(dim=0), "A0": da[0], "B": db[0], "y": y}
+
+    def image_scores(self, m: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Top-k of the Mahalanobis map ``m`` (B, h, w) with centroid distances of ``y`` there."""
+        b = m.shape[0]
+        flat = m.reshape(b, -1)
+        k = min(self.options.top_k, flat.shape[1])
+        top, idx = flat.topk(k, dim=1)                                          # (B, k)
+        q = y.reshape(b, -1, y.shape[-1]).gather(1, idx[..., None].expand(-1, -1, y.shape[-1]))
+        d2, _ = self.index.search(np.ascontiguousarray(q.reshape(b * k, -1).float().cpu().numpy()), 1)
+        e = np.sqrt(np.maximum(d2[:, 0], 0.0)).reshape(b, k)
+        mk = np.sort(top.float().cpu().numpy(), axis=1)
+        ek = np.sort(e, axis=1)
+        return np.sqrt(mk * ek).mean(axis=1).astype(np.float32)
+
+    def _grid_map(self, comp: Dict[str, torch.Tensor], v: Variant) -> torch.Tensor:
+        a = comp["A"] if v.neighbours else comp["A0"]
+        if v.maps == "A":
+            return a
+        if v.maps == "B":
+            return comp["B"]
+        return torch.sqrt(a * comp["B"])
+
+    def _rank_map(self, comp: Dict[str, torch.Tensor], v: Variant) -> torch.Tensor:
+        a = comp["A"] if v.neighbours else comp["A0"]
+        if v.maps == "A" or (v.maps == "AB" and self.options.image_map == "A"):
+            return a
+        if v.maps == "B":
+            return comp["B"]
+        return torch.sqrt(a * comp["B"])
+
+    @torch.inference_mode()
+    def score_variants(self, x: np.ndarray, variants: Sequence[Variant]) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """Image scores (B,) and frame maps (B, S, S) for each variant, from one set of components."""
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+        b, size = xt.shape[0], self.preprocess.size
+        shifts = [(0, 0)] + (self.options.shift_list if any(v.shift for v in variants) else [])
+        sums = [(np.zeros(b, np.float64), torch.zeros(b, size, size, device=self.device)) for _ in variants]
+        counts = [0] * len(variants)
+        for dy, dx in shifts:
+            comp = self.components(ops.shift_image(xt, dy, dx))
+            for i, v in enumerate(variants):
+                if (dy, dx) != (0, 0) and not v.shift:
+                    continue
+                s, m = sums[i]
+                s += self.image_scores(self._rank_map(comp, v), comp["y"])
+                g = self._grid_map(comp, v)[:, None].float()
+                up = F.interpolate(g, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+                m += ops.shift_image(up, -dy, -dx)
+                counts[i] += 1
+        out = []
+        for (s, m), c in zip(sums, counts):
+            maps = (m / c).cpu().numpy()
+            maps = np.stack([blur(mm, self.options.blur_sigma) for mm in maps]).astype(np.float32, copy=False)
+            out.append(((s / c).astype(np.float32), maps))
+        return out
+
+    def score_batch(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        return self.score_variants(x, [Variant("AB", True, self.options.shifts > 0)])[0]
+
+    # -- persistence ---------------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        return int(sum(a.nbytes for a in (self.mu_a, self.w_a, self.mu_b, self.w_b, self.centroids, self.channels)))
+
+    def state(self):
+        meta = {"options": self.options.to_dict(), "grid": list(self.grid), "k_channels": self.k,
+                "n_centroids": int(len(self.centroids)), "model_bytes": self.size_bytes()}
+        arrays = {"channels": self.channels, "mu_a": self.mu_a, "w_a": self.w_a, "mu_b": self.mu_b,
+                  "w_b": self.w_b, "centroids": self.centroids}
+        return meta, arrays, {}
+
+    @classmethod
+    def from_state(cls, meta, arrays, blobs, preprocess, load_backbone):
+        opts = NPadOptions.from_dict(meta["options"])
+        for name in ("w_a", "w_b"):
+            if arrays[name].dtype != np.dtype(opts.precision_dtype):
+                raise ValueError(f"{name} is {arrays[name].dtype}, the options say {opts.precision_dtype}")
+        model = cls({}, preprocess, load_backbone(opts.strides), opts, arrays["channels"], tuple(meta["grid"]),
+                    np.asarray(arrays["mu_a"], np.float32), arrays["w_a"], np.asarray(arrays["mu_b"], np.float32),
+                    arrays["w_b"], arrays["centroids"])
+        return model
+
+
+# -- feature pipeline ---------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def extract(extractor: TapExtractor, x: torch.Tensor, channels: Optional[np.ndarray], batch_size: int = 16
+            ) -> torch.Tensor:
+    """Taps (in stride order) upsampled to the first tap's grid, concatenated, channels selected."""
+    outs = []
+    for i in range(0, x.shape[0], max(1, batch_size)):
+        taps = extractor(x[i:i + batch_size])
+        size = taps[0].shape[-2:]
+        f = torch.cat([upsample_to(t, size) for t in taps], dim=1).float()
+        if channels is not None:
+            f = f[:, torch.as_tensor(channels, device=f.device)]
+        outs.append(f)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def aggregate(f: torch.Tensor, size: int) -> torch.Tensor:
+    """Distribution B's features: size×size average pooling (stride 1, borders average what exists)."""
+    if size <= 1:
+        return f
+    return F.avg_pool2d(f, size, stride=1, padding=size // 2, count_include_pad=False)
+
+
+def _n_centroids(n_rows: int, opts: NPadOptions) -> int:
+    return int(max(1, min(opts.max_centroids, n_rows, round(opts.centroid_ratio * n_rows))))
+
+
+@register
+class NPad(Method):
+    name = "npad"
+    model_class = NPadModel
+
+    def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> NPadModel:
+        job = as_job(job)
+        opts = NPadOptions.from_dict(ctx.options)
+        job.step("loading backbone", 0, 1)
+        extractor, wsource = load_extractor(ctx.backbone, opts.strides, ctx.weights, ctx.random_weights,
+                                            ctx.seed, ctx.device)
+        device = next(extractor.parameters()).device
+        timings: Dict[str, float] = {}
+        source.batch_size = opts.batch_size
+
+        # pass 1: channel counts (and the features themselves while they fit in hold_features_mb)
+        t0 = time.perf_counter()
+        counts = None
+        held: Optional[List[torch.Tensor]] = []
+        held_bytes = 0
+        for xb in source.batches(job, "extracting features"):
+            f = extract(extractor, torch.from_numpy(xb).to(device), None, opts.batch_size)
+            c = ops.count_positive(f)
+            counts = c if counts is None else counts + c
+            if held is not None:
+                held_bytes += f.numel() * 4
+                if held_bytes <= opts.hold_features_mb * 2**20:
+                    held.append(f.cpu())
+                else:
+                    held = None
+        n_img = len(source.used)
+        if n_img < 2:
+            raise InspectorError(f"N-pad needs at least 2 training images (got {n_img})")
+        channels = ops.select_channels(counts.cpu().numpy(), opts.k_channels)
+        k = len(channels)
+        ch_t = torch.as_tensor(channels, device=device)
+
+        def feature_batches():
+            if held is not None:
+                for i, f in enumerate(held):
+                    job.step("statistics", i + 1, len(held))
+                    yield f.to(device)[:, ch_t]
+            else:
+                for xb in source.batches(job, "extracting features (second pass)"):
+                    yield extract(extractor, torch.from_numpy(xb).to(device), channels, opts.batch_size)
+
+        # pass 2: per-position moments of x and y, a random sample of y for k-means
+        mx, my = ops.Moments(), ops.Moments()
+        grid = None
+        rng = np.random.default_rng(ctx.seed)
+        keep_y: List[np.ndarray] = []
+        for f in feature_batches():
+            if grid is None:
+                grid = tuple(f.shape[-2:])
+                n_rows = n_img * grid[0] * grid[1]
+                n_cent = _n_centroids(n_rows, opts)
+                frac = min(1.0, n_cent * opts.kmeans_points_per_centroid / n_rows)
+            y = aggregate(f, opts.agg_size)
+            b = f.shape[0]
+            fx = f.permute(0, 2, 3, 1).reshape(b, -1, k)
+            fy = y.permute(0, 2, 3, 1).reshape(b, -1, k)
+            mx.add(fx)
+            my.add(fy)
+            rows = fy.reshape(-1, k)
+            pick = torch.from_numpy(rng.random(rows.shape[0]) < frac).to(rows.device)
+            keep_y.append(rows[pick].cpu().numpy())
+        held = None
+        timings["feature_seconds"] = time.perf_counter() - t0
+        h, w = grid
+        n = mx.n
+
+        # per-position Gaussians, Bhattacharyya weights (float32: the inputs are regularised by eps)
+        t0 = time.perf_counter()
+        eps = opts.eps
+        mean_x = mx.mean().float().reshape(h, w, k)
+        scatter_x = torch.empty(h, w, k, k, dtype=torch.float32, device=device)
+        for r0, r1 in ops.row_chunks(h, opts.chunk_rows):
+            scatter_x[r0:r1] = mx.scatter_rows(r0 * w, r1 * w).float().reshape(r1 - r0, w, k, k)
+        del mx
+        job.check()
+        offs = opts.train_offsets
+        weights = ops.neighbour_weights(mean_x, ops.covariance(scatter_x, n, eps), offs, opts.beta,
+                                        opts.chunk_rows, lambda d, t: job.step("neighbour weights", d, t))
+        timings["weights_seconds"] = time.perf_counter() - t0
+
+        # distribution A (weighted) and B (aggregated): whitening factors, packed
+        t0 = time.perf_counter()
+        store = DTYPES[opts.precision_dtype]
+        pdim = ops.packed_dim(k)
+        w_a = torch.empty(h * w, pdim, dtype=store)
+        w_b = torch.empty(h * w, pdim, dtype=store)
+        mu_a = torch.empty(h, w, k, dtype=torch.float32)
+        chunks = list(ops.row_chunks(h, opts.chunk_rows))
+        for i, (r0, r1) in enumerate(chunks):
+            mu, cov = ops.weighted_moments_rows(mean_x, lambda a0, a1: scatter_x[a0:a1], n, weights, offs,
+                                                eps, r0, r1)
+            mu_a[r0:r1] = mu.cpu()
+            w_a[r0 * w:r1 * w] = ops.pack_lower(ops.whitening(cov.reshape(-1, k, k))).to(store).cpu()
+            cov_b = ops.covariance(my.scatter_rows(r0 * w, r1 * w).float(), n, eps)
+            w_b[r0 * w:r1 * w] = ops.pack_lower(ops.whitening(cov_b)).to(store).cpu()
+            job.step("distributions A and B", i + 1, len(chunks))
+        mu_b = my.mean().float().reshape(h, w, k).cpu()
+        nb = weights[1:]
+        wstats = nb[nb >= ops.MIN_WEIGHT]
+        del my, scatter_x
+        timings["distributions_seconds"] = time.perf_counter() - t0
+
+        # centroid bank
+        t0 = time.perf_counter()
+        sample = np.ascontiguousarray(np.concatenate(keep_y), dtype=np.float32)
+        del keep_y
+        n_cent = min(n_cent, len(sample))
+        job.step("k-means", 0, 1)
+        centroids = kmeans(sample, n_cent, opts.kmeans_iterations, ctx.seed)
+        job.step("k-means", 1, 1)
+        timings["kmeans_seconds"] = time.perf_counter() - t0
+
+        model = NPadModel({}, ctx.preprocess, extractor, opts, channels, (h, w), mu_a.numpy(), w_a.numpy(),
+                          mu_b.numpy(), w_b.numpy(), centroids)
+        model.meta = {
+            "backbone": ctx.backbone, "weights": wsource.to_dict(), "timings": timings,
+            "feature_channels": int(sum(extractor.channels)), "k_channels": k, "n_train_features": int(n),
+            "n_centroids": int(len(centroids)), "kmeans_points": int(len(sample)),
+            "model_bytes": model.size_bytes(),
+            # how much of the neighbourhood distribution A uses: mean weight, share of weights >= MIN_WEIGHT
+            "neighbour_weight_mean": float(nb[nb > 0].mean()) if bool((nb > 0).any()) else 0.0,
+            "neighbour_weight_used": float(wstats.numel() / max(1, int((nb > 0).sum()))),
+        }
+        return model
+
+
+def kmeans(x: np.ndarray, n: int, iterations: int, seed: int) -> np.ndarray:
+    """faiss k-means → (n, d) float32 centroids (the points themselves when n covers them all)."""
+    if n >= len(x):
+        return np.ascontiguousarray(x, np.float32)
+    km = faiss.Kmeans(x.shape[1], int(n), niter=int(iterations), seed=int(seed) + 1, verbose=False,
+                      max_points_per_centroid=max(1, math.ceil(len(x) / n)), spherical=False)
+    km.train(x)
+    return np.ascontiguousarray(km.centroids, np.float32)
