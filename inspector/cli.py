@@ -266,11 +266,6 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
-def cmd_ablation(args) -> int:
-    from .core.ablation import main as ablation_main
-    return ablation_main(args.rest)
-
-
 def cmd_gui(args) -> int:
     from .gui.app import main as gui_main
     return gui_main(args.path)
@@ -333,11 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablation", add_help=False,
                        help="N-pad ablation (paper table 3): maps A, B, A+B, with and without shifting")
     a.add_argument("rest", nargs=argparse.REMAINDER, help="see 'inspector ablation --help'")
-    a.set_defaults(func=cmd_ablation)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ablation"]:          # its own parser: argparse cannot pass "--help" on
+        from .core.ablation import main as ablation_main
+        return ablation_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command is None:
         args.path = None
