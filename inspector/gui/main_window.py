@@ -18,6 +18,7 @@ from ..project import DB_NAME, Project, is_project
 from ..project.inspection import inspect_in_project
 from ..reports import export_csv
 from .browser import BrowserPanel
+from .compare import ComparePanel
 from .review import ReviewPanel
 from .settings import Settings
 from .start_page import StartPage
@@ -93,8 +94,9 @@ class MainWindow(QMainWindow):
         self.start_page.recentChosen.connect(self.open_path)
 
         self.browser = BrowserPanel()
-        self.viewer = ImageViewer()
+        self.viewer = ImageViewer(editable=True)
         self.browser.imageSelected.connect(self.show_image)
+        self.viewer.maskEdited.connect(self.save_mask)
         self.viewer.thresholdApplied.connect(self.apply_threshold)
         images = QSplitter()
         images.addWidget(self.browser)
@@ -108,6 +110,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(images, "Images")
         self.tabs.addTab(self.review, "Review")
+        self.compare = ComparePanel()
+        self.compare.modelAdopted.connect(self.adopt_model)
+        self.compare.inspectRequested.connect(self.inspect_for_models)
+        self.tabs.addTab(self.compare, "Compare")
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.stack = QStackedWidget()
@@ -125,6 +131,7 @@ class MainWindow(QMainWindow):
         self.job_status.cancel.clicked.connect(self.cancel_job)
         self.statusBar().addPermanentWidget(self.job_status)
         self._refresh_timer = QTimer(self, singleShot=True, interval=700, timeout=self._refresh_views)
+        self._next_jobs = None           # inspections queued behind the running one (comparison)
 
         self._build_actions()
         self.start_page.set_recent(self.settings.recent_projects())
@@ -307,12 +314,14 @@ class MainWindow(QMainWindow):
         mid = project.current_model_id if project else None
         self.browser.set_project(project, mid)
         self.review.set_project(project, mid)
+        self.compare.set_project(project)
         self.viewer.show_row(None)
         self._update_state()
 
     def close_project(self) -> None:
         if self.project is None:
             return
+        self._next_jobs = None
         if self.job is not None:
             self.job.cancel()
             self.job.wait(10000)
@@ -325,6 +334,7 @@ class MainWindow(QMainWindow):
         project, self.project = self.project, None
         self.browser.set_project(None, None)
         self.review.set_project(None, None)
+        self.compare.set_project(None)
         self.viewer.set_model(None)
         self.viewer.show_row(None)
         project.close()
@@ -394,7 +404,22 @@ class MainWindow(QMainWindow):
             return
         ok, row = self._try(self.project.image, image_id, self.project.current_model_id)
         if ok:
-            self.viewer.show_row(row, self.project.load_map(row))
+            mask = self.project.load_mask(row) if row.mask_path else None
+            self.viewer.show_row(row, self.project.load_map(row), mask)
+
+    def save_mask(self, image_id: int, mask, original=None) -> None:
+        """A stroke ended (or was undone): save the mask at once; painting labels the image anomalous."""
+        if self.project is None or self.project.closed:
+            return
+        ok, _ = self._try(self.project.save_mask, image_id, mask)
+        if ok and original is not None:      # every stroke undone: the label as it was
+            ok, _ = self._try(self.project.restore_label, image_id, *original)
+        if ok:
+            row = self.project.image(image_id, self.project.current_model_id)
+            if self.viewer.row is not None and self.viewer.row.id == image_id:
+                self.viewer.row = row
+                self.viewer._update_info()
+            self._labels_changed()
 
     # -- models ------------------------------------------------------------------------------
     def _reload_models(self) -> None:
@@ -430,10 +455,37 @@ class MainWindow(QMainWindow):
         mid = self.project.current_model_id
         self.browser.set_model(mid)
         self.review.set_project(self.project, mid)
+        self.compare.reload_models()
         cur = self.browser.current_id()
         if cur is not None:
             self.show_image(cur)
         self._update_state()
+
+    def adopt_model(self, model_id: int) -> None:
+        """"Use this model" in the comparison: it becomes the project's current model."""
+        if self.project is None:
+            return
+        ok, _ = self._try(self.project.set_current_model, model_id)
+        if ok:
+            self._model_changed()
+            self.show_info(f"{self.project.model(model_id).name} is now the current model.")
+
+    def inspect_for_models(self, jobs) -> Optional[JobWorker]:
+        """Inspect ``[(model_id, image_ids), ...]`` one model after the other (for the comparison)."""
+        jobs = [(mid, list(ids)) for mid, ids in jobs if ids]
+        if self.project is None or not jobs:
+            return None
+        (mid, ids), rest = jobs[0], jobs[1:]
+
+        def done(result) -> None:
+            if rest:
+                self._next_jobs = rest          # started by _job_ended, once this job is over
+            else:
+                self.compare.refresh()
+
+        name = self.project.model(mid).name
+        return self.run_job(f"Inspecting with {name}", inspect_in_project, str(self.project.folder), mid, ids,
+                            weights=self._weights_for(mid), on_done=done)
 
     def open_wizard(self) -> Optional[TrainWizard]:
         if self.project is None:
@@ -524,6 +576,9 @@ class MainWindow(QMainWindow):
         self.job_status.hide()
         self._refresh_views()
         self._update_state()
+        nxt, self._next_jobs = getattr(self, "_next_jobs", None), None
+        if nxt and self.project is not None:
+            self.inspect_for_models(nxt)
 
     def _weights_for(self, model_id: int) -> Optional[str]:
         """A weights file for loading the model when the one it was trained with is gone."""
@@ -598,16 +653,20 @@ class MainWindow(QMainWindow):
         if self.tabs.currentWidget() is not self.review:   # the open queue keeps its order while reviewing
             self.review.reload()
         self._sync_viewer_model()
+        if self.tabs.currentWidget() is self.compare:
+            self.compare.refresh()
         cur = self.browser.current_id()
         if cur is not None and self.viewer.row is not None and self.viewer.row.id == cur:
             ok, row = self._try(self.project.image, cur, self.project.current_model_id)
             if ok and (row.score != self.viewer.row.score or row.label != self.viewer.row.label):
-                self.viewer.show_row(row, self.project.load_map(row))
+                self.show_image(cur)
 
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.review:
             self.review.reload()
             self.review.setFocus()
+        elif self.tabs.widget(index) is self.compare:
+            self.compare.refresh()
 
     def closeEvent(self, event) -> None:
         self.close_project()

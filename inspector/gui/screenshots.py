@@ -6,6 +6,11 @@ Builds a project in a temporary folder, on ``../shared/data/mvtec_ad/bottle`` wi
 weights from ``../shared/weights`` when they are there (real content), else on generated images
 with random weights; trains through the wizard, inspects, reviews, and saves five PNGs:
 start.png, browser.png, wizard.png, viewer.png, review.png (and wizard_result.png).
+
+    QT_QPA_PLATFORM=offscreen python -m inspector.gui.screenshots docs/screenshots --mask
+
+renders only mask.png (no training): the viewer with a defect outlined and filled with the brush
+and the fill tool, as an operator labels an image for APC.
 """
 
 from __future__ import annotations
@@ -123,10 +128,71 @@ def render(outdir: Path, use_shared: bool = True) -> None:
     w.close()
 
 
+def render_mask(outdir: Path, use_shared: bool = True) -> Path:
+    """The viewer with a painted mask (mask.png): the outline of a defect drawn with the brush and
+    filled, on a real image when the shared bottle category is there."""
+    import cv2
+    import numpy as np
+
+    from .app import create_app
+    from .main_window import MainWindow
+    from ..project.demo import make_mvtec
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="inspector-shots-"))
+    QStandardPaths.setTestModeEnabled(True)
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(work / "settings"))
+    create_app()
+    real = use_shared and BOTTLE.is_dir()
+    data = BOTTLE if real else make_mvtec(work / "weave", n_train=4, n_good=2, n_bad=3, size=256)
+    w = MainWindow()
+    w.resize(1280, 820)
+    w.show()
+    w.new_project(work / ("bottle-line-3" if real else "weave-line"))
+    w.add_images(data, "mvtec")
+    w.message.hide()
+    p = w.project
+    rows = [r for r in p.labelled_anomalies() if r.mask_path and "broken_large" in r.path] or \
+        [r for r in p.labelled_anomalies() if r.mask_path]
+    row = rows[min(2, len(rows) - 1)]
+    truth = p.load_mask(row)
+    p.restore_label(row.id, None, None, None)      # as if unlabelled: the operator paints it
+    w.browser.select(row.id)
+    _wait(lambda: w.viewer.row is not None and w.viewer.row.id == row.id, 10)
+    v = w.viewer
+    # the outline of the defect, drawn as strokes with the brush, then filled with the fill tool
+    cs, _ = cv2.findContours(truth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    biggest = max(cs, key=cv2.contourArea)
+    v.set_tool("brush")
+    v.brush_size.setValue(max(3, truth.shape[0] // 120))
+    pts = [(float(x), float(y)) for x, y in biggest[:, 0, :]]
+    step = max(1, len(pts) // 60)
+    v.painter.paint(pts[::step] + [pts[0]])
+    inside = np.zeros_like(truth, np.uint8)
+    cv2.drawContours(inside, [biggest], -1, 1, -1)
+    dist = cv2.distanceTransform(inside & ~v.mask.astype(np.uint8), cv2.DIST_L2, 3)
+    y0, x0 = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    v.set_tool("fill")
+    v.painter.fill_at(float(x0), float(y0))
+    v.set_tool("brush")                            # a second, small defect painted freehand
+    h, wd = truth.shape
+    v.painter.paint([(wd * 0.30 + 14 * k, h * 0.70 + 6 * np.sin(k / 2)) for k in range(12)])
+    v.view.fit()
+    out = outdir / "mask.png"
+    _save(w, out)
+    w.close()
+    return out
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0]) if argv else REPO / "docs" / "screenshots"
-    render(out, use_shared="--generated" not in argv)
+    args = [a for a in argv if not a.startswith("--")]
+    out = Path(args[0]) if args else REPO / "docs" / "screenshots"
+    if "--mask" in argv:
+        render_mask(out, use_shared="--generated" not in argv)
+    else:
+        render(out, use_shared="--generated" not in argv)
+        render_mask(out, use_shared="--generated" not in argv)
     return 0
 
 

@@ -3,6 +3,10 @@
 Colours and contours come from the engine (:mod:`inspector.core.overlay`): blue is normal, red is
 anomalous, the pixel threshold sits in the middle of the scale.  The threshold slider moves the
 image threshold (the verdict) and, by the same amount, the pixel threshold (the contours), live.
+
+The operator's defect mask is shown over the image in magenta; an editable viewer (the main
+window's) paints it with brush, eraser and fill (:mod:`.painting`), Ctrl+Z / Ctrl+Shift+Z undo and
+redo whole strokes, and every change is announced with ``maskEdited`` so that it is saved at once.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ from typing import Optional, Tuple
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen, QPixmap, QPolygonF, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QFrame, QGraphicsPathItem, QGraphicsPixmapItem,
-                               QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QPushButton, QSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QFormLayout, QFrame, QGraphicsPathItem,
+                               QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel,
+                               QPushButton, QSlider, QVBoxLayout, QWidget)
 
 from ..core.errors import ImageReadError
 from ..core.images import read_image
 from ..core.overlay import colorize, contours
 from ..project import ImageRow, ModelRow
+from .painting import MaskPainter
 
 SLIDER_STEPS = 1000
 
@@ -80,9 +85,14 @@ class ImageViewer(QWidget):
     """Shows one image row; ``thresholdApplied(value)`` when the operator keeps a new threshold."""
 
     thresholdApplied = Signal(float)
+    # image id, mask (bool H×W), and the image's label as it was when shown ((label, source,
+    # mask_path)) when every stroke has been undone, else None
+    maskEdited = Signal(int, object, object)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, editable: bool = False):
         super().__init__(parent)
+        self.editable = editable
+        self._original_label = None
         self.row: Optional[ImageRow] = None
         self.model: Optional[ModelRow] = None
         self.image: Optional[np.ndarray] = None
@@ -118,6 +128,7 @@ class ImageViewer(QWidget):
         info = QFormLayout()
         self.score = QLabel("–")
         self.label = QLabel("–")
+        self.label.setWordWrap(True)
         self.model_label = QLabel("–")
         self.model_label.setWordWrap(True)
         self.thresholds = QLabel("–")
@@ -164,6 +175,63 @@ class ImageViewer(QWidget):
             b.clicked.connect(fn)
             zoom.addWidget(b)
         form.addLayout(zoom)
+
+        self.painter = MaskPainter(self.view, z=3)
+        self.painter.maskChanged.connect(self._mask_changed)
+        self.show_mask = QCheckBox("Show defect mask (M)")
+        self.show_mask.setChecked(True)
+        self.show_mask.toggled.connect(self.painter.set_visible)
+        form.addWidget(self.show_mask)
+        self.mask_box = QWidget()
+        mb = QVBoxLayout(self.mask_box)
+        mb.setContentsMargins(0, 0, 0, 0)
+        tools = QHBoxLayout()
+        self.tool_buttons = {}
+        self.tool_group = QButtonGroup(self)
+        self.tool_group.setExclusive(True)
+        for key, text, tip in (("pan", "Pan", "Drag to move the image (Esc)"),
+                               ("brush", "Brush", "Paint the defect (B); painting marks the image anomalous"),
+                               ("eraser", "Eraser", "Erase painted pixels (E)"),
+                               ("fill", "Fill", "Fill a closed painted outline (G)")):
+            b = QPushButton(text)
+            b.setCheckable(True)
+            b.setToolTip(tip)
+            b.clicked.connect(lambda checked=False, k=key: self.set_tool(k))
+            self.tool_group.addButton(b)
+            self.tool_buttons[key] = b
+            tools.addWidget(b)
+        self.tool_buttons["pan"].setChecked(True)
+        mb.addLayout(tools)
+        self.size_title = QLabel()
+        mb.addWidget(self.size_title)
+        self.brush_size = QSlider(Qt.Horizontal)
+        self.brush_size.setRange(1, 100)
+        self.brush_size.setToolTip("Brush and eraser radius in image pixels ([ and ])")
+        self.brush_size.valueChanged.connect(self._size_changed)
+        self.brush_size.setValue(8)
+        mb.addWidget(self.brush_size)
+        edit = QHBoxLayout()
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setToolTip("Undo the last stroke (Ctrl+Z)")
+        self.undo_button.clicked.connect(self.painter.undo)
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.setToolTip("Redo (Ctrl+Shift+Z)")
+        self.redo_button.clicked.connect(self.painter.redo)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Remove the whole mask (can be undone)")
+        self.clear_button.clicked.connect(self.painter.clear)
+        self.painter.undo_stack.canUndoChanged.connect(self.undo_button.setEnabled)
+        self.painter.undo_stack.canRedoChanged.connect(self.redo_button.setEnabled)
+        self.undo_button.setEnabled(False)
+        self.redo_button.setEnabled(False)
+        for b in (self.undo_button, self.redo_button, self.clear_button):
+            edit.addWidget(b)
+        mb.addLayout(edit)
+        self.mask_info = QLabel(objectName="counts")
+        self.mask_info.setWordWrap(True)
+        mb.addWidget(self.mask_info)
+        form.addWidget(self.mask_box)
+        self.mask_box.setVisible(editable)
         form.addStretch(1)
 
         lay = QHBoxLayout(self)
@@ -176,8 +244,62 @@ class ImageViewer(QWidget):
 
         QShortcut(QKeySequence("O"), self, self.show_overlay.toggle, context=Qt.WidgetWithChildrenShortcut)
         QShortcut(QKeySequence("F"), self, self.view.fit, context=Qt.WidgetWithChildrenShortcut)
+        QShortcut(QKeySequence("M"), self, self.show_mask.toggle, context=Qt.WidgetWithChildrenShortcut)
+        if editable:
+            self.keys = {"Ctrl+Z": self.painter.undo, "Ctrl+Shift+Z": self.painter.redo,
+                         "Ctrl+Y": self.painter.redo, "B": lambda: self.set_tool("brush"),
+                         "E": lambda: self.set_tool("eraser"), "G": lambda: self.set_tool("fill"),
+                         "Esc": lambda: self.set_tool("pan"),
+                         "[": lambda: self.brush_size.setValue(max(1, int(self.brush_size.value() / 1.25))),
+                         "]": lambda: self.brush_size.setValue(int(self.brush_size.value() * 1.25) + 1)}
+            for key, fn in self.keys.items():
+                QShortcut(QKeySequence(key), self, fn, context=Qt.WidgetWithChildrenShortcut)
+        else:
+            self.keys = {}
         self._redraw_timer = QTimer(self, singleShot=True, interval=0, timeout=self._redraw_map)
         self._set_controls_enabled(False)
+
+    # -- the mask --------------------------------------------------------------------------------
+    def keyPressEvent(self, event) -> None:
+        """The painting keys also when the shortcuts do not fire (the window is not active)."""
+        fn = self.keys.get(QKeySequence(event.keyCombination()).toString())
+        if fn is not None:
+            fn()
+            event.accept()
+        else:
+            super().keyPressEvent(event)
+
+    def set_tool(self, tool: str) -> None:
+        if not self.editable and tool != "pan":
+            return
+        self.painter.set_tool(tool)
+        self.tool_buttons[tool].setChecked(True)
+        if tool != "pan":
+            self.show_mask.setChecked(True)
+
+    def _size_changed(self, v: int) -> None:
+        self.painter.set_radius(v)
+        self.size_title.setText(f"Brush size: {v} px")
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        return self.painter.mask
+
+    def _mask_changed(self, mask: np.ndarray, at_start: bool) -> None:
+        if self.row is None:
+            return
+        self._update_mask_info()
+        self.maskEdited.emit(self.row.id, mask, self._original_label if at_start else None)
+
+    def _update_mask_info(self) -> None:
+        m = self.painter.mask
+        if m is None:
+            self.mask_info.setText("")
+            return
+        n = int(m.sum())
+        self.mask_info.setText(f"Mask: {n} px ({100 * n / m.size:.2g}% of the image)" if n else
+                               "No mask. Choose Brush (B) and paint the defect: the image is then "
+                               "labelled anomalous and the mask is saved with the project.")
 
     # -- what is shown -------------------------------------------------------------------------
     def set_model(self, model: Optional[ModelRow], score_range: Optional[Tuple[float, float]] = None) -> None:
@@ -196,12 +318,28 @@ class ImageViewer(QWidget):
             self.threshold = None
         self._sync_slider()
 
-    def show_row(self, row: Optional[ImageRow], amap: Optional[np.ndarray] = None) -> None:
-        """Show ``row`` (read from disk) with its anomaly map when it has one."""
-        self.row, self.amap, self.image = row, amap, None
+    def show_row(self, row: Optional[ImageRow], amap: Optional[np.ndarray] = None,
+                 mask: Optional[np.ndarray] = None) -> None:
+        """Show ``row`` (read from disk) with its anomaly map and defect mask when it has them.
+
+        Showing the same image again keeps the mask being painted and its undo steps."""
+        same = (row is not None and self.row is not None and row.id == self.row.id
+                and self.image is not None and self.painter.canvas is not None)
+        self.row, self.amap = row, amap
+        if not same:
+            self.image = None
+            self.painter.set_image(None)
         if row is None:
             self._clear("Select an image to see it here.")
             return
+        if same:
+            if amap is not None and amap.shape != self.image.shape[:2]:
+                self.amap = None
+            self._redraw_map()
+            self._update_info()
+            self._set_controls_enabled(True)
+            return
+        self._original_label = (row.label, row.label_source, row.mask_path)
         self.name.setText(row.name)
         self.name.setToolTip(row.path)
         try:
@@ -218,6 +356,8 @@ class ImageViewer(QWidget):
         self.message.setVisible(bool(self.message.text()))
         self.base.setPixmap(QPixmap.fromImage(to_qimage(self.image)))
         self.scene.setSceneRect(QRectF(0, 0, self.image.shape[1], self.image.shape[0]))
+        self.painter.set_image(self.image.shape[:2], mask)
+        self._update_mask_info()
         self._redraw_map()
         self._update_info()
         self._set_controls_enabled(True)
@@ -240,6 +380,9 @@ class ImageViewer(QWidget):
         has_model = on and self.model is not None
         for w in (self.threshold_slider, self.reset_button, self.apply_button):
             w.setEnabled(has_model)
+        self.mask_box.setEnabled(on and self.editable)
+        if not on and self.editable:
+            self.set_tool("pan")
 
     # -- threshold -----------------------------------------------------------------------------
     def _to_slider(self, value: float) -> int:
@@ -323,7 +466,8 @@ class ImageViewer(QWidget):
         self.verdict.style().unpolish(self.verdict)
         self.verdict.style().polish(self.verdict)
         self.label.setText("–" if r is None or not r.label else
-                           f"{r.label} ({'operator' if r.label_source == 'operator' else 'from dataset'})")
+                           f"{r.label} ({'operator' if r.label_source == 'operator' else 'from dataset'})"
+                           + (", with mask" if r.label == "anomalous" and r.mask_path else ""))
         m = self.model
         self.model_label.setText(m.title if m else "no model yet")
         if m is not None and self.threshold is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
@@ -25,13 +27,63 @@ THRESHOLDS = [("mean+3std", "Mean + 3 × standard deviation of held-out good ima
               ("percentile", "99th percentile of held-out good images")]
 
 
-def available_methods():
-    """PatchCore always; N-pad once the engine has it (looked up without importing torch)."""
+# Methods that learn from the operator's labelled anomalous images as well (APC): offered only when
+# the project has some, and trained with them (``use_labelled_anomalies``).
+NEEDS_ANOMALIES = {"apc"}
+
+
+def available_methods(n_anomalies: int = 0):
+    """PatchCore always; N-pad once the engine has it; APC when the engine has it and the project has
+    labelled anomalous images (looked up without importing torch)."""
     here = Path(core.__file__).parent / "methods"
     out = [("patchcore", "PatchCore: memory bank of good patches")]
     if (here / "npad.py").is_file():
         out.append(("npad", "N-pad: neighbourhood-aware patch distances"))
+    if n_anomalies > 0 and (here / "apc.py").is_file():
+        out.append(("apc", "APC: fine-tune on the labelled defects, then PatchCore"))
     return out
+
+
+@lru_cache(maxsize=None)
+def apc_default_epochs() -> int:
+    """``APCOptions.epochs``'s default, read from the engine's source (importing it loads torch)."""
+    try:
+        tree = ast.parse((Path(core.__file__).parent / "methods" / "apc.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == "APCOptions":
+                for item in node.body:
+                    if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                            and item.target.id == "epochs" and isinstance(item.value, ast.Constant)):
+                        return int(item.value.value)
+    except (OSError, SyntaxError, ValueError):
+        pass
+    return 3
+
+
+def anomaly_counts(project: Project) -> Tuple[int, int]:
+    """(labelled anomalous images, of which with a mask file)."""
+    pairs = project.anomaly_pairs()
+    return len(pairs), sum(1 for _, m in pairs if m is not None)
+
+
+def anomalies_text(n: int, with_mask: int) -> str:
+    """What APC will use, and what is missing."""
+    if n == 0:
+        return ("APC (fine-tuning with labelled defects) appears here once images are labelled anomalous: "
+                "mark defects in the review queue, or paint them in the viewer.")
+    text = f"{n} anomalous image{'s' if n != 1 else ''} labelled, {with_mask} with masks"
+    without = n - with_mask
+    if without and with_mask:
+        text += (f"; the {without} without masks still help the classification head "
+                 "(paint their defects in the viewer to train the segmentation head on them too)")
+    elif without:
+        text += ("; without masks they train only the classification head: paint the defects in the "
+                 "viewer to train the segmentation head too")
+    text += (". They are used for fine-tuning only: never as good images, and they are left out of the "
+             "metrics after training.")
+    if n < 10:
+        text += " The APC paper uses about 10 per part type."
+    return text
 
 
 def fmt_seconds(s: float) -> str:
@@ -72,16 +124,21 @@ class DataPage(QWizardPage):
 
 
 class MethodPage(QWizardPage):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, project: Optional[Project] = None):
         super().__init__()
         self.settings = settings
+        self.project = project
+        self.n_anomalies, self.n_masks = anomaly_counts(project) if project is not None else (0, 0)
         self.setTitle("Method and backbone")
         self.setSubTitle("The defaults work well for most parts. The backbone needs its ImageNet weights.")
         lay = QFormLayout(self)
         self.method = QComboBox()
-        for key, text in available_methods():
+        for key, text in available_methods(self.n_anomalies):
             self.method.addItem(text, key)
         lay.addRow("Method", self.method)
+        self.anomalies = QLabel(objectName="counts")
+        self.anomalies.setWordWrap(True)
+        lay.addRow(self.anomalies)
         self.backbone = QComboBox()
         for key, text in BACKBONES:
             self.backbone.addItem(text, key)
@@ -104,7 +161,20 @@ class MethodPage(QWizardPage):
                                                                                  "wide_resnet50_2"))))
         self.backbone.currentIndexChanged.connect(self._backbone_changed)
         self.random.toggled.connect(self.weights.setDisabled)
+        self.method.currentIndexChanged.connect(self._method_changed)
         self._backbone_changed()
+        self._method_changed()
+
+    @property
+    def uses_anomalies(self) -> bool:
+        return self.method.currentData() in NEEDS_ANOMALIES
+
+    def _method_changed(self) -> None:
+        text = anomalies_text(self.n_anomalies, self.n_masks)
+        if self.n_anomalies and not self.uses_anomalies:
+            text = (f"{self.n_anomalies} images are labelled anomalous: choose APC to fine-tune the backbone "
+                    "on them.")
+        self.anomalies.setText(text)
 
     def _backbone_changed(self) -> None:
         self.weights.setText(self.settings.weights_file(self.backbone.currentData()))
@@ -159,6 +229,13 @@ class OptionsPage(QWizardPage):
         self.coreset.setValue(settings.get("train/coreset", 0.1, float))
         self.coreset.setToolTip("Share of the good patches kept in the memory bank (smaller is faster)")
         lay.addRow("Coreset ratio", self.coreset)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 200)
+        self.epochs.setValue(settings.get("train/apc_epochs", apc_default_epochs(), int))
+        self.epochs.setToolTip("APC: passes over the good images while fine-tuning (more is slower; "
+                               "on a CPU the default already takes minutes)")
+        self.epochs_title = QLabel("Fine-tuning epochs")
+        lay.addRow(self.epochs_title, self.epochs)
         self.threshold = QComboBox()
         for key, text in THRESHOLDS:
             self.threshold.addItem(text, key)
@@ -168,12 +245,23 @@ class OptionsPage(QWizardPage):
         self.inspect.setChecked(True)
         lay.addRow(self.inspect)
 
+    def initializePage(self) -> None:
+        w = self.wizard()
+        apc = w is not None and w.method_page.uses_anomalies
+        self.epochs.setVisible(apc)
+        self.epochs_title.setVisible(apc)
+
     def values(self) -> dict:
         crop = self.crop.value() or None
+        options = {"coreset_ratio": self.coreset.value()}
+        w = self.wizard()
+        if w is not None and w.method_page.uses_anomalies:
+            options["epochs"] = self.epochs.value()
         return {"resize": self.size.value(), "crop": crop if crop and crop <= self.size.value() else None,
-                "threshold": self.threshold.currentData(), "options": {"coreset_ratio": self.coreset.value()}}
+                "threshold": self.threshold.currentData(), "options": options}
 
     def validatePage(self) -> bool:
+        self.settings.set("train/apc_epochs", self.epochs.value())
         self.settings.set("train/size", self.size.value())
         self.settings.set("train/crop", self.crop.value())
         self.settings.set("train/coreset", self.coreset.value())
@@ -249,7 +337,8 @@ class RunPage(QWizardPage):
         self.clock.start()
         self._stage_start, self._stage_name, self._frac = 0.0, "", 0.0
         self.worker = ProcessJobWorker(train_in_project, str(self.project.folder), self.settings_dict(),
-                                name=w.field("name").strip(), inspect_test=w.options_page.inspect.isChecked())
+                                name=w.field("name").strip(), inspect_test=w.options_page.inspect.isChecked(),
+                                use_labelled_anomalies=w.method_page.uses_anomalies)
         self.worker.progress.connect(self._progress)
         self.worker.finished.connect(self._finished)
         self.worker.failed.connect(self._failed)
@@ -376,7 +465,7 @@ class TrainWizard(QWizard):
         self.setOption(QWizard.NoCancelButtonOnLastPage, True)
         self.resize(720, 560)
         self.data_page = DataPage(project)
-        self.method_page = MethodPage(settings)
+        self.method_page = MethodPage(settings, project)
         self.options_page = OptionsPage(settings)
         self.run_page = RunPage(project)
         self.result_page = ResultPage()

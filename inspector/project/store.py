@@ -5,6 +5,8 @@
     PROJECT/inspector.db          images, labels, models, results (the single source of truth)
     PROJECT/models/*.inspector    model files written by training
     PROJECT/maps/<model>/<image>.npy   anomaly maps (float16), so the viewer can show them later
+    PROJECT/masks/<image>.png     defect masks painted by the operator (white = defect); dataset
+                                  ground-truth masks stay where they are (labels.mask_path is absolute)
     PROJECT/cache/                thumbnails and other things that can be rebuilt
 
 Every change is committed at once (one transaction per call); the database runs in WAL mode.
@@ -148,7 +150,7 @@ class Project:
         except ProjectError:
             conn.close()
             raise
-        for sub in ("models", "maps", "cache"):
+        for sub in ("models", "maps", "masks", "cache"):
             (folder / sub).mkdir(exist_ok=True)
         return project
 
@@ -379,6 +381,90 @@ class Project:
                           "source = excluded.source, updated = excluded.updated",
                           (image_id, label, source or "operator", now()))
         return previous
+
+    # -- masks -------------------------------------------------------------------------------
+    def mask_file(self, image_id: int) -> Path:
+        """Where a painted mask of an image is kept (``masks/<image_id>.png``)."""
+        return self.folder / "masks" / f"{image_id}.png"
+
+    def mask_path_of(self, row: ImageRow) -> Optional[Path]:
+        """The mask file of an image row (absolute), or None when it has none."""
+        if not row.mask_path:
+            return None
+        p = Path(row.mask_path)
+        return p if p.is_absolute() else self.folder / p
+
+    def load_mask(self, row: ImageRow, shape: Optional[Tuple[int, int]] = None) -> Optional[np.ndarray]:
+        """The image's defect mask as bool H×W (resized to ``shape``), or None (none, or unreadable)."""
+        from ..core.errors import ImageReadError
+        from ..core.images import read_mask
+
+        p = self.mask_path_of(row)
+        if p is None:
+            return None
+        try:
+            return read_mask(p, shape)
+        except ImageReadError:
+            return None
+
+    def save_mask(self, image_id: int, mask: Optional[np.ndarray]) -> None:
+        """Store a painted mask (bool/uint8 H×W, non-zero = defect), committed at once.
+
+        A mask with any defect pixel is written to ``masks/<image_id>.png`` and marks the image
+        anomalous (an operator label, unless it is already labelled anomalous); an empty mask (or
+        None) removes the file and the reference but keeps the label.
+        """
+        import cv2
+
+        f = self.mask_file(image_id)
+        m = None if mask is None else np.asarray(mask)
+        if m is not None and m.any():
+            f.parent.mkdir(parents=True, exist_ok=True)
+            ok, buf = cv2.imencode(".png", np.where(m > 0, 255, 0).astype(np.uint8))
+            if not ok:
+                raise ProjectError(f"cannot encode the mask of image {image_id}")
+            tmp = f.with_suffix(".tmp.png")
+            tmp.write_bytes(buf.tobytes())
+            tmp.replace(f)
+            rel = str(f.relative_to(self.folder))
+            with self._tx() as c:
+                row = c.execute("SELECT label FROM labels WHERE image_id = ?", (image_id,)).fetchone()
+                if row is not None and row[0] == ANOMALOUS:
+                    c.execute("UPDATE labels SET mask_path = ?, updated = ? WHERE image_id = ?",
+                              (rel, now(), image_id))
+                else:
+                    c.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) "
+                              "VALUES (?, 'anomalous', 'operator', ?, ?) ON CONFLICT(image_id) DO UPDATE SET "
+                              "label = excluded.label, source = excluded.source, mask_path = excluded.mask_path, "
+                              "updated = excluded.updated", (image_id, rel, now()))
+        else:
+            with self._tx() as c:
+                c.execute("UPDATE labels SET mask_path = NULL, updated = ? WHERE image_id = ?", (now(), image_id))
+            f.unlink(missing_ok=True)
+
+    def restore_label(self, image_id: int, label: Optional[str], source: Optional[str],
+                      mask_path: Optional[str]) -> None:
+        """Put back a label row exactly as it was (``label`` None: unlabelled); for undo."""
+        with self._tx() as c:
+            if label is None:
+                c.execute("DELETE FROM labels WHERE image_id = ?", (image_id,))
+            else:
+                c.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) VALUES (?, ?, ?, ?, ?) "
+                          "ON CONFLICT(image_id) DO UPDATE SET label = excluded.label, source = excluded.source, "
+                          "mask_path = excluded.mask_path, updated = excluded.updated",
+                          (image_id, label, source or "operator", mask_path, now()))
+
+    def labelled_anomalies(self) -> List[ImageRow]:
+        """Readable images labelled anomalous (by the operator or the dataset), for APC."""
+        return [r for r in self.images(label=ANOMALOUS) if r.readable is not False]
+
+    def anomaly_pairs(self) -> List[Tuple[str, Optional[str]]]:
+        """``(image path, mask path or None)`` of :meth:`labelled_anomalies` (a missing mask file: None)."""
+        out = []
+        for r in self.labelled_anomalies():
+            m = self.mask_path_of(r)
+            out.append((r.path, str(m) if m is not None and m.is_file() else None))
+        return out
 
     # -- models ------------------------------------------------------------------------------
     def new_model_path(self, stem: str) -> Path:

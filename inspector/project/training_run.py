@@ -33,7 +33,7 @@ class TrainOutcome:
     metrics: Dict[str, float] = field(default_factory=dict)
 
 
-def _metrics(scores_labels: List[Tuple[float, Optional[str]]], threshold: float) -> Dict[str, float]:
+def labelled_metrics(scores_labels: List[Tuple[float, Optional[str]]], threshold: float) -> Dict[str, float]:
     """Image AUROC, F1 and counts at the threshold, when both labels are present."""
     from ..core import metrics
 
@@ -54,12 +54,17 @@ def _metrics(scores_labels: List[Tuple[float, Optional[str]]], threshold: float)
 
 
 def train_project_model(project: Project, settings, name: Optional[str] = None, inspect_test: bool = True,
-                        job: Optional[Job] = None) -> TrainOutcome:
+                        job: Optional[Job] = None, use_labelled_anomalies: bool = False) -> TrainOutcome:
     """Train on the project's train split with ``settings`` (an engine ``TrainSettings``).
 
     With ``inspect_test`` the new model then scores the project's test images (results stored as
     they come).  The new model becomes the current one only at the very end; a cancel at any
     stage removes everything the run added (file, model row, results) and raises ``Cancelled``.
+
+    With ``use_labelled_anomalies`` (APC) the project's images labelled anomalous are passed as
+    ``settings.anomalies`` (image, mask or None); they are never part of the normal training set,
+    and their ids are kept in the model's metadata (``trained_on_anomalies``) so that evaluations
+    can leave them out.
     """
     from ..core.modelfile import save_model
     from ..core.training import train_model
@@ -73,6 +78,12 @@ def train_project_model(project: Project, settings, name: Optional[str] = None, 
         raise ProjectError("the project has no good images to train on: add a folder of good parts "
                            "(or an MVTec-style folder) first")
     by_path = {r.path: r.id for r in rows}
+    anomaly_ids: List[int] = []
+    if use_labelled_anomalies and not settings.anomalies:
+        labelled = project.labelled_anomalies()
+        anomaly_ids = [r.id for r in labelled]
+        pairs = project.anomaly_pairs()
+        settings.anomalies = [(p, m) for p, m in pairs if p not in by_path]
     started = time.monotonic()
     result = train_model([r.path for r in rows], settings, job=job)
     job.check()
@@ -90,6 +101,8 @@ def train_project_model(project: Project, settings, name: Optional[str] = None, 
     meta = dict(getattr(model, "meta", {}) or {})
     meta.update({"n_train": result.n_train, "train_seconds": round(result.seconds, 2),
                  "threshold_detail": model.image_threshold.detail})
+    if anomaly_ids:
+        meta["trained_on_anomalies"] = anomaly_ids
     model_id = project.add_model(name or path.stem, path, meta.get("method", settings.method),
                                  meta.get("backbone", settings.backbone), model.image_threshold.value,
                                  model.pixel_threshold.value, meta, make_current=False)
@@ -104,18 +117,24 @@ def train_project_model(project: Project, settings, name: Optional[str] = None, 
         except BaseException:
             project.delete_model(model_id)
             raise
-        outcome.test_scores = project.scores(model_id)
-        outcome.metrics = _metrics(outcome.test_scores, model.image_threshold.value)
+        if anomaly_ids:     # the anomalies it was trained on would flatter the metrics: left out
+            used = set(anomaly_ids)
+            outcome.test_scores = [(r.score, r.label) for r in project.images(model_id)
+                                   if r.score is not None and r.id not in used]
+        else:
+            outcome.test_scores = project.scores(model_id)
+        outcome.metrics = labelled_metrics(outcome.test_scores, model.image_threshold.value)
     project.set_current_model(model_id)
     return outcome
 
 
 def train_in_project(folder: str, settings: dict, name: Optional[str] = None, inspect_test: bool = True,
-                     job: Optional[Job] = None) -> TrainOutcome:
+                     job: Optional[Job] = None, use_labelled_anomalies: bool = False) -> TrainOutcome:
     """:func:`train_project_model` on the project in ``folder`` (for a worker process: arguments
     that can be pickled, its own connection to the database)."""
     project = Project.open(folder)
     try:
-        return train_project_model(project, settings, name=name, inspect_test=inspect_test, job=job)
+        return train_project_model(project, settings, name=name, inspect_test=inspect_test, job=job,
+                                   use_labelled_anomalies=use_labelled_anomalies)
     finally:
         project.close()

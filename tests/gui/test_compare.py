@@ -1,0 +1,164 @@
+"""APC in the wizard (offered only with labelled anomalies) and the comparison of two models."""
+
+import numpy as np
+import pytest
+
+from inspector.core.training import TrainSettings
+from inspector.gui.compare import ComparePanel, compare_models
+from inspector.gui.wizard import TrainWizard, anomalies_text
+from inspector.project import Project
+from inspector.project.demo import make_folder, make_mvtec
+from inspector.project.training_run import train_project_model
+
+TINY = dict(backbone="resnet18", random_weights=True, resize=64)
+
+
+# -- the wizard ---------------------------------------------------------------------------------
+
+def _methods(wiz):
+    return [wiz.method_page.method.itemData(i) for i in range(wiz.method_page.method.count())]
+
+
+def test_wizard_offers_apc_only_with_labelled_anomalies(qtbot, tmp_path):
+    from inspector.gui.app import create_app
+    from inspector.gui.settings import Settings
+
+    create_app()
+    make_folder(tmp_path / "good", n=6, n_bad=0)
+    make_folder(tmp_path / "parts", n=5, n_bad=0, seed=3)
+    p = Project.create(tmp_path / "proj")
+    try:
+        p.add_folder(tmp_path / "good", "train")
+        p.add_folder(tmp_path / "parts", "test")
+        wiz = TrainWizard(p, Settings())
+        qtbot.addWidget(wiz)
+        assert "apc" not in _methods(wiz)
+        assert "appears here once images are labelled anomalous" in wiz.method_page.anomalies.text()
+
+        parts = p.images(split="test")
+        m = np.zeros((96, 96), bool)
+        m[10:30, 10:30] = True
+        p.save_mask(parts[0].id, m)                      # painted: anomalous with a mask
+        p.save_mask(parts[1].id, m)
+        p.set_label(parts[2].id, "anomalous")            # marked in the review: no mask
+        wiz = TrainWizard(p, Settings())
+        qtbot.addWidget(wiz)
+        assert "apc" in _methods(wiz)
+        mp = wiz.method_page
+        mp.method.setCurrentIndex(mp.method.findData("apc"))
+        text = mp.anomalies.text()
+        assert "3 anomalous images labelled, 2 with masks" in text
+        assert "the 1 without masks still help the classification head" in text
+        assert mp.uses_anomalies
+        wiz.show()
+        wiz.data_page.name.setText("apc-1")
+        wiz.next()
+        wiz.next()
+        op = wiz.options_page
+        assert op.epochs.isVisibleTo(op) and op.epochs.value() == 3      # APCOptions' default
+        op.epochs.setValue(1)
+        d = wiz.run_page.settings_dict()
+        assert d["method"] == "apc" and d["options"]["epochs"] == 1
+        wiz.back()
+        assert wiz.currentPage() is mp
+        mp.method.setCurrentIndex(mp.method.findData("patchcore"))
+        assert not mp.uses_anomalies and "choose APC" in mp.anomalies.text()
+        wiz.next()
+        assert not op.epochs.isVisibleTo(op) and "epochs" not in wiz.run_page.settings_dict()["options"]
+        wiz.close()
+    finally:
+        p.close()
+
+
+def test_anomalies_text_counts():
+    assert anomalies_text(12, 9).startswith("12 anomalous images labelled, 9 with masks; the 3 without masks "
+                                            "still help the classification head")
+    assert "only the classification head" in anomalies_text(2, 0)
+    assert "without masks" not in anomalies_text(4, 4)
+
+
+# -- two real models ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """PatchCore (inspected) and APC fine-tuned on the labelled anomalies (not inspected yet)."""
+    root = tmp_path_factory.mktemp("cmp")
+    data = make_mvtec(root / "cat", n_train=10, n_good=3, n_bad=4, size=64)
+    p = Project.create(root / "proj")
+    p.add_mvtec(data)
+    pc = train_project_model(p, TrainSettings(method="patchcore", **TINY), name="pc")
+    apc = train_project_model(p, TrainSettings(method="apc", options={"epochs": 1}, **TINY), name="apc",
+                              inspect_test=False, use_labelled_anomalies=True)
+    folder = p.folder
+    p.close()
+    return folder, pc.model_id, apc.model_id
+
+
+def test_apc_training_uses_the_labelled_anomalies(two_models):
+    folder, pc_id, apc_id = two_models
+    p = Project.open(folder)
+    try:
+        meta = p.model(apc_id).meta
+        anomalous = {r.id for r in p.labelled_anomalies()}
+        assert set(meta["trained_on_anomalies"]) == anomalous and len(anomalous) == 4
+        assert meta["n_train"] <= 10                # good train images only (less the held-out ones)
+        assert "trained_on_anomalies" not in p.model(pc_id).meta
+    finally:
+        p.close()
+
+
+def test_compare_models_function(two_models, tmp_path):
+    folder, pc_id, apc_id = two_models
+    p = Project.open(folder)
+    try:
+        c = compare_models(p, pc_id, apc_id)
+        assert len(c.rows) == 7 and not c.missing_a and len(c.missing_b) == 7
+        assert c.excluded == set(p.model(apc_id).meta["trained_on_anomalies"])
+        assert c.metrics_a == {} and c.n_compared == 0     # B has not scored anything yet
+    finally:
+        p.close()
+
+
+def test_compare_panel_inspects_missing_then_shows_metrics_and_adopts(qtbot, window, two_models, tmp_path):
+    import shutil
+
+    folder, pc_id, apc_id = two_models
+    mine = tmp_path / "proj"
+    shutil.copytree(folder, mine)
+    w = window
+    assert w.open_path(mine)
+    # an extra, unseen defect labelled by painting a mask (the 4 dataset defects trained APC)
+    extra = make_folder(tmp_path / "extra", n=1, n_bad=1, size=64, seed=9)
+    w.add_images(extra, "test")
+    new = next(r for r in w.project.images(split="test") if "extra" in r.path)
+    w.project.save_mask(new.id, np.ones((64, 64), bool))
+
+    w.tabs.setCurrentWidget(w.compare)
+    cp: ComparePanel = w.compare
+    assert cp.combo_a.currentData() == pc_id and cp.combo_b.currentData() == apc_id
+    assert cp.table.rowCount() == 8
+    assert [cp.table.item(i, 4).text() for i in range(8)] == ["–"] * 8       # B has not scored any
+    assert len(cp.comparison.missing_a) == 1 and len(cp.comparison.missing_b) == 8
+    assert cp.inspect_button.isEnabled()
+    cp.inspect_button.click()                 # the inspection worker, for A then for B
+    assert w.job is not None
+    qtbot.waitUntil(lambda: w.job is None and not cp.comparison.missing_a and not cp.comparison.missing_b,
+                    timeout=120_000)
+    c = cp.comparison
+    assert all(ra[0] is not None and rb[0] is not None for _, ra, rb in c.rows)
+    shown = sorted(float(cp.table.item(i, 4).text()) for i in range(8))
+    assert shown == pytest.approx(sorted(float(f"{rb[0]:.4g}") for _, _, rb in c.rows))
+    # metrics on the labelled images neither model was fine-tuned on: 3 good + the painted one
+    assert c.n_compared == 4 and "left out of the metrics" in cp.note.text()
+    m_a, m_b = c.metrics_a, c.metrics_b
+    assert m_a["n_labelled"] == m_b["n_labelled"] == 4
+    assert 0.0 <= m_a["image_auroc"] <= 1.0 and 0.0 <= m_b["image_auroc"] <= 1.0
+    assert cp.metric_labels[("a", "image_auroc")].text() == f"{m_a['image_auroc']:.3f}"
+    assert cp.metric_labels[("b", "f1")].text() == f"{m_b['f1']:.3f}"
+
+    current = w.project.current_model_id
+    other = pc_id if current == apc_id else apc_id
+    button = cp.use_a if cp.combo_a.currentData() == other else cp.use_b
+    button.click()
+    assert w.project.current_model_id == other
+    assert w.model_combo.currentData() == other
