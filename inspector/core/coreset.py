@@ -1,19 +1,24 @@
 """Greedy k-center coreset selection (PatchCore §3.2), exact and fast on a CPU.
 
 The textbook loop keeps, for every bank row, its distance to the nearest selected centre and
-streams the whole bank once per pick: O(|M|·|C|·d) memory traffic, minutes for one category.
-We select exactly the same points, but prune with the triangle inequality:
+streams the whole bank (N × d floats) once per pick.  We select exactly the same points, but
+prune with the triangle inequality:
 
-* each row remembers its nearest centre; each centre keeps its members (a linked list) and its
-  radius (distance of its farthest member) and that member;
+* each row remembers its nearest centre and the distance to it; each centre keeps its radius
+  (the distance of its farthest member) and that member;
 * the next pick is the farthest member of the centre with the largest radius (the global
-  argmax of the min-distance vector, found in O(|C|), never O(|M|));
-* a new centre c can only take rows from centre j when ``||c - c_j|| < 2·radius_j``: for any
-  other row x of j, ``||x - c|| >= ||c - c_j|| - ||x - c_j|| >= radius_j >= ||x - c_j||``.
+  argmax of the min-distance vector, found in O(|C|));
+* a new centre c can only take rows from centre j when ``||c - c_j|| < 2·radius_j``, and within
+  such a centre only the rows x with ``||x - c_j|| > ||c - c_j|| / 2`` (otherwise
+  ``||x - c|| >= ||c - c_j|| - ||x - c_j|| >= ||x - c_j||``).
 
-Only the rows of the few centres near the new one are examined.  Distances are computed on a
-fixed random projection to ``projection_dim`` dimensions (Johnson-Lindenstrauss), or on the
-features themselves when they have no more dimensions than that.  The inner loops are compiled
+Each pick then makes one sequential pass over 8 bytes per row (centre id, distance) and computes
+full distances only for the rows that can move: about 3% of them on bottle.  We first kept
+per-centre member lists to avoid even that pass, but walking them jumps around memory: on
+magnetic-tile features, where far more rows stay candidates, it ran 5 times slower than this scan.
+Distances are computed on a fixed random projection to ``projection_dim`` dimensions
+(Johnson-Lindenstrauss), or on the features themselves when they have no more dimensions than
+that, rotated onto their principal axes so that partial sums exit early.  The loops are compiled
 with numba and run in chunks so that progress is reported and cancellation checked between them.
 """
 
@@ -51,14 +56,13 @@ def _dist2_bounded(a, b, lim):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _init_state(x, start, assign, mind, nxt):
+def _init_state(x, start, assign, mind):
     n = x.shape[0]
     far = 0
     best = -1.0
     for i in range(n):
         mind[i] = np.sqrt(_dist2_bounded(x[i], x[start], np.inf))
         assign[i] = 0
-        nxt[i] = i + 1 if i + 1 < n else -1
         if mind[i] > best:
             best = mind[i]
             far = i
@@ -66,8 +70,9 @@ def _init_state(x, start, assign, mind, nxt):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _select(x, cx, sel, k0, k1, assign, mind, nxt, head, radius, farthest):
+def _select(x, cx, sel, k0, k1, assign, mind, radius, farthest, half, affected):
     """Pick centres k0..k1-1 (sel[:k0] already chosen, cx[j] = x[sel[j]]). Mutates the state."""
+    n = x.shape[0]
     for k in range(k0, k1):
         # next pick: the farthest member of the centre with the largest radius
         jbest = 0
@@ -80,51 +85,46 @@ def _select(x, cx, sel, k0, k1, assign, mind, nxt, head, radius, farthest):
         sel[k] = c
         cx[k] = x[c]
         xc = cx[k]
-        head[k] = -1
         radius[k] = 0.0
         farthest[k] = c
+        affected[k] = False
+        # centres that can lose members to c; their radius is recomputed by the scan below
+        n_affected = 0
         for j in range(k):
+            affected[j] = False
             r = radius[j]
             if r <= 0.0:
                 continue
             lim = 4.0 * r * r
-            dcc2 = _dist2_bounded(xc, cx[j], lim)
-            if dcc2 >= lim:
-                continue   # no member of j can be nearer to c than to c_j
-            # examine the members of centre j, rebuilding its list as we go; a member x can only
-            # move when ||x - c_j|| > ||c - c_j|| / 2 (else ||x - c|| >= ||c - c_j|| - ||x - c_j|| >= ||x - c_j||)
-            half = 0.5 * np.sqrt(dcc2)
-            i = head[j]
-            new_head = -1
-            new_r = -1.0
-            new_far = -1
-            while i != -1:
-                nx = nxt[i]
-                m = mind[i]
-                d2 = _dist2_bounded(x[i], xc, m * m) if m > half else np.inf
-                if d2 < m * m:
-                    dist = np.sqrt(d2)
-                    mind[i] = dist
-                    assign[i] = k
-                    nxt[i] = head[k]
-                    head[k] = i
-                    if dist > radius[k]:
-                        radius[k] = dist
-                        farthest[k] = i
-                else:
-                    nxt[i] = new_head
-                    new_head = i
-                    if m > new_r:
-                        new_r = m
-                        new_far = i
-                i = nx
-            head[j] = new_head
-            if new_head == -1:
+            d2 = _dist2_bounded(xc, cx[j], lim)
+            if d2 < lim:
+                affected[j] = True
+                half[j] = 0.5 * np.sqrt(d2)
                 radius[j] = 0.0
                 farthest[j] = sel[j]
-            else:
-                radius[j] = new_r
-                farthest[j] = new_far
+                n_affected += 1
+        if n_affected == 0:
+            continue
+        # one sequential pass over the rows (8 bytes each unless a distance is needed): a member x
+        # of an affected centre j can only move when ||x - c_j|| > ||c - c_j|| / 2
+        for i in range(n):
+            j = assign[i]
+            if not affected[j]:
+                continue
+            m = mind[i]
+            if m > half[j]:
+                d2 = _dist2_bounded(x[i], xc, m * m)
+                if d2 < m * m:
+                    m = np.sqrt(d2)
+                    mind[i] = m
+                    assign[i] = k
+                    if m > radius[k]:
+                        radius[k] = m
+                        farthest[k] = i
+                    continue
+            if m > radius[j]:
+                radius[j] = m
+                farthest[j] = i
 
 
 def _principal_rotation(x: np.ndarray, seed: int, sample: int = 20000) -> np.ndarray:
@@ -172,24 +172,23 @@ def greedy_coreset(features: np.ndarray, ratio: float = 0.1, projection_dim: int
 
     assign = np.empty(n, np.int32)
     mind = np.empty(n, np.float32)
-    nxt = np.empty(n, np.int64)
-    head = np.full(n_select, -1, np.int64)
     radius = np.zeros(n_select, np.float32)
+    half = np.zeros(n_select, np.float32)
+    affected = np.zeros(n_select, np.bool_)
     farthest = np.zeros(n_select, np.int64)
     sel = np.empty(n_select, np.int64)
     cx = np.empty((n_select, x.shape[1]), np.float32)
 
-    far, r0 = _init_state(x, start, assign, mind, nxt)
+    far, r0 = _init_state(x, start, assign, mind)
     sel[0] = start
     cx[0] = x[start]
-    head[0] = 0
     radius[0] = r0
     farthest[0] = far
     done = 1
     job.step("coreset", done, n_select)
     while done < n_select:
         upto = min(n_select, done + chunk)
-        _select(x, cx, sel, done, upto, assign, mind, nxt, head, radius, farthest)
+        _select(x, cx, sel, done, upto, assign, mind, radius, farthest, half, affected)
         done = upto
         job.step("coreset", done, n_select)
     return order[sel]
