@@ -70,7 +70,7 @@ def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> 
     p.add_argument("--coreset", type=float, default=0.1, metavar="RATIO",
                    help="PatchCore memory-bank fraction kept (default 0.1)")
     p.add_argument("--index", choices=["ivf", "exact", "hnsw"], default=None,
-                   help="nearest-neighbour search (default ivf: same metrics as exact on our data, see README)")
+                   help="nearest-neighbour search (default exact; ivf is 2-4x faster but approximate, see README)")
     p.add_argument("--resize", type=int, default=256, help="images are resized to this square (default 256)")
     p.add_argument("--crop", type=int, default=crop_default,
                    help="center crop after resizing" + (f" (default {crop_default})" if crop_default else
