@@ -223,21 +223,8 @@ def anomalies_from(spec, masks=None) -> List[Tuple[Path, Optional[Path]]]:
 
 
 def _read_normals(source: FrameSource, job: Job) -> List[np.ndarray]:
-    """Frames (uint8) of the normal images; unreadable files skipped as FrameSource does."""
-    frames = []
-    source.skipped, source.used = [], []
-    for i, p in enumerate(source.paths):
-        job.check()
-        try:
-            frames.append(source.preprocess.frame(read_image(p)))
-            source.used.append(p)
-        except ImageReadError as exc:
-            source.skipped.append((p, exc.reason))
-        if (i + 1) % 16 == 0 or i == len(source.paths) - 1:
-            job.step("reading images", i + 1, len(source.paths))
-    if not frames:
-        raise InspectorError(f"none of the {len(source.paths)} training images could be read")
-    return frames
+    """Frames (uint8) of the normal images; unreadable files skipped and listed as FrameSource does."""
+    return [f for chunk in source.frames(job) for f in chunk]
 
 
 def _read_anomalies(anomalies: Sequence[Tuple[Path, Optional[Path]]], preprocess, job: Job):

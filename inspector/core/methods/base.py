@@ -62,9 +62,10 @@ class FrameSource:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def batches(self, job: Optional[Job] = None, stage: Optional[str] = "reading images") -> Iterator[np.ndarray]:
-        """Yield (B, 3, S, S) float32 batches; reports ``stage`` progress per batch (None: only
-        checks for cancellation, when the consumer reports progress itself)."""
+    def frames(self, job: Optional[Job] = None, stage: Optional[str] = "reading images") -> Iterator[List[np.ndarray]]:
+        """Yield lists of up to ``batch_size`` frames (uint8, in the network's frame); reports
+        ``stage`` progress per batch (None: only checks for cancellation, when the consumer
+        reports progress itself)."""
         job = as_job(job)
         self.skipped, self.used = [], []
         frames: List[np.ndarray] = []
@@ -78,10 +79,24 @@ class FrameSource:
             if len(frames) == self.batch_size or (i == len(self.paths) - 1 and frames):
                 if stage is not None:
                     job.step(stage, i + 1, len(self.paths))
-                yield self.preprocess.normalise(frames)
+                yield frames
                 frames = []
         if not self.used:
             raise DatasetError(f"none of the {len(self.paths)} images could be read")
+
+    def batches(self, job: Optional[Job] = None, stage: Optional[str] = "reading images") -> Iterator[np.ndarray]:
+        """Yield (B, 3, S, S) float32 normalised batches (see :meth:`frames`)."""
+        for frames in self.frames(job, stage):
+            yield self.preprocess.normalise(frames)
+
+
+def load_fit_extractor(ctx: "FitContext", strides: Sequence[int], job: Job):
+    """The frozen extractor a method trains with, reported as the "loading backbone" stage."""
+    from ..backbones import load_extractor
+    job.step("loading backbone", 0, 1)
+    extractor, source = load_extractor(ctx.backbone, strides, ctx.weights, ctx.random_weights, ctx.seed, ctx.device)
+    job.step("loading backbone", 1, 1)
+    return extractor, source
 
 
 @dataclass

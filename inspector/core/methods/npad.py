@@ -43,12 +43,12 @@ import torch.nn.functional as F
 
 from .. import npad_ops as ops
 from ..anomaly_map import blur
-from ..backbones import TapExtractor, load_extractor
+from ..backbones import TapExtractor
 from ..errors import InspectorError
 from ..features import upsample_to
 from ..jobs import Job, as_job
 from ..preprocess import Preprocess
-from .base import AnomalyModel, FitContext, FrameSource, Method, register
+from .base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
@@ -380,9 +380,7 @@ class NPad(Method):
     def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> NPadModel:
         job = as_job(job)
         opts = NPadOptions.from_dict(ctx.options)
-        job.step("loading backbone", 0, 1)
-        extractor, wsource = load_extractor(ctx.backbone, opts.strides, ctx.weights, ctx.random_weights,
-                                            ctx.seed, ctx.device)
+        extractor, wsource = load_fit_extractor(ctx, opts.strides, job)
         device = next(extractor.parameters()).device
         timings: Dict[str, float] = {}
         source.batch_size = opts.batch_size

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 
 from ..anomaly_map import grid_to_maps
-from ..backbones import TapExtractor, load_extractor
+from ..backbones import TapExtractor
 from ..coreset import greedy_coreset
 from ..errors import InspectorError
 from ..features import output_dim, patch_features, to_rows
 from ..jobs import Job, as_job
 from ..preprocess import Preprocess
 from ..search import INDEXES, NeighbourIndex, build_index, load_index
-from .base import AnomalyModel, FitContext, FrameSource, Method, register
+from .base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
 
 
 @dataclass
@@ -159,10 +159,7 @@ class PatchCore(Method):
     def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> PatchCoreModel:
         job = as_job(job)
         opts = PatchCoreOptions.from_dict(ctx.options)
-        job.step("loading backbone", 0, 1)
-        extractor, wsource = load_extractor(ctx.backbone, opts.strides, ctx.weights, ctx.random_weights,
-                                            ctx.seed, ctx.device)
-        job.step("loading backbone", 1, 1)
+        extractor, wsource = load_fit_extractor(ctx, opts.strides, job)
         model = PatchCoreModel({}, ctx.preprocess, extractor, opts, np.zeros((0, 1), np.float32), None)
         model.build_bank(source, ctx.seed, job)
         model.meta.update({"backbone": ctx.backbone, "weights": wsource.to_dict(),
