@@ -151,7 +151,7 @@ def cmd_predict(args) -> int:
     import cv2
     from .core.datasets import expand_inputs
     from .core.errors import ImageReadError
-    from .core.images import read_image
+    from .core.images import describe_skipped, read_image
     from .core.modelfile import load_model
     from .core.overlay import render_overlay
     model = load_model(args.model, weights=args.weights)
@@ -181,7 +181,6 @@ def cmd_predict(args) -> int:
             job.step("inspecting", len(paths), len(paths))
     finally:
         bar.close()
-    from .core.images import describe_skipped
     if skipped:
         print(describe_skipped(skipped), file=sys.stderr)
     done = len(paths) - len(skipped)

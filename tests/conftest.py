@@ -37,6 +37,15 @@ def with_defect(img: np.ndarray, seed: int = 0, radius: int = 6):
     return out, mask.astype(bool)
 
 
+def assert_same_predictions(model_a, model_b) -> None:
+    """Both models give bit-identical scores and maps on a normal and a defective image."""
+    imgs = [texture(70), with_defect(texture(71))[0]]
+    for p, q in zip(model_a.predict(imgs), model_b.predict(imgs)):
+        assert p.score == q.score
+        np.testing.assert_array_equal(p.anomaly_map, q.anomaly_map)
+    assert model_a.image_threshold == model_b.image_threshold
+
+
 def write_rgb(path: Path, img: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import texture, with_defect, write_rgb
+from conftest import assert_same_predictions, texture, with_defect, write_rgb
 from inspector.core.apc_net import (APCNet, APCOutput, Augment, BalancedBatchSampler, Encoder, apc_loss,
                                     soft_dice)
 from inspector.core.backbones import get_spec, load_backbone_module
@@ -261,12 +261,7 @@ def test_save_and_load_give_identical_scores(trained, tmp_path):
     assert meta["state"]["apc"]["n_anomalous"] == 3
     loaded = load_model(path)
     assert isinstance(loaded, APCModel)
-    imgs = [texture(70), with_defect(texture(71))[0]]
-    a, b = trained.model.predict(imgs), loaded.predict(imgs)
-    for p, q in zip(a, b):
-        assert p.score == q.score
-        np.testing.assert_array_equal(p.anomaly_map, q.anomaly_map)
-    assert loaded.image_threshold == trained.model.image_threshold
+    assert_same_predictions(trained.model, loaded)
     # the loaded encoder is the fine-tuned one, not the original backbone
     base, _ = load_backbone_module("resnet18", random_weights=True, seed=0)
     assert not torch.equal(loaded.extractor.state_dict()["body.layer3.0.conv1.weight"].cpu(),

@@ -1,12 +1,11 @@
 """PatchCore end to end on generated textures: train, score, save, load, cancel, bad files."""
 
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import texture, with_defect
+from conftest import assert_same_predictions, texture, with_defect
 from inspector.core.errors import ModelFileError, WeightsError
 from inspector.core.images import list_images
 from inspector.core.jobs import Cancelled, CancelToken, Job
@@ -48,13 +47,7 @@ def test_save_and_load_give_identical_scores(trained, tmp_path):
     for key in ("backbone", "weights", "preprocess", "thresholds", "training", "inspector_version", "created"):
         assert key in meta
     assert meta["training"]["n_images"] == 11 and len(meta["training"]["sha256"]) == 64
-    loaded = load_model(path)
-    imgs = [texture(70), with_defect(texture(71))[0]]
-    a, b = trained.model.predict(imgs), loaded.predict(imgs)
-    for p, q in zip(a, b):
-        assert p.score == q.score
-        np.testing.assert_array_equal(p.anomaly_map, q.anomaly_map)
-    assert loaded.image_threshold == trained.model.image_threshold
+    assert_same_predictions(trained.model, load_model(path))
 
 
 def test_damaged_and_foreign_model_files_give_clear_errors(trained, tmp_path):

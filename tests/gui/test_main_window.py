@@ -3,11 +3,9 @@
 import hashlib
 import time
 
-import numpy as np
 import pytest
 from PySide6.QtCore import Qt, QTimer
 
-from inspector.project import Project
 from inspector.project.training_run import train_project_model
 
 
