@@ -1,4 +1,8 @@
-"""Nearest-neighbour search behind one interface: exact (faiss flat) or approximate (faiss HNSW).
+"""Nearest-neighbour search behind one interface: exact (faiss flat) or approximate.
+
+Approximate indexes only ever over-estimate a distance: the entry they return is a real bank
+entry, just not always the nearest.  :func:`exact_search` gives the reference answer for the few
+queries where the exact value matters (PatchCore's image score).
 
 Distances returned are Euclidean (not squared).  Indexes serialise to a numpy uint8 buffer
 (``faiss.serialize_index``), so model files need no pickle.
@@ -12,8 +16,16 @@ import faiss
 import numpy as np
 
 
+def exact_search(bank: np.ndarray, queries: np.ndarray, k: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    """Brute-force k nearest bank rows of each query: Euclidean distances (m, k) and indices (m, k)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    d2, idx = faiss.knn(q, np.ascontiguousarray(bank, dtype=np.float32), min(k, len(bank)))
+    return np.sqrt(np.maximum(d2, 0.0)), idx
+
+
 class NeighbourIndex:
     kind: ClassVar[str]
+    exact: ClassVar[bool] = False
 
     def __init__(self, index: "faiss.Index", params: Dict):
         self._index = index
@@ -55,6 +67,7 @@ class ExactIndex(NeighbourIndex):
     """Brute-force L2 search (faiss IndexFlatL2): the reference, cost O(|bank|·d) per query."""
 
     kind = "exact"
+    exact = True
 
     @classmethod
     def build(cls, bank: np.ndarray, **params) -> "ExactIndex":
@@ -118,7 +131,53 @@ class IVFIndex(NeighbourIndex):
         faiss.extract_index_ivf(self._index).nprobe = int(self.params.get("nprobe", self.DEFAULTS["nprobe"]))
 
 
-INDEXES: Dict[str, Type[NeighbourIndex]] = {c.kind: c for c in (ExactIndex, IVFIndex, HNSWIndex)}
+class RefinedIVFIndex(NeighbourIndex):
+    """The default: candidates from inverted lists in a PCA space, re-ranked with exact distances.
+
+    faiss ``IndexRefineFlat(IndexPreTransform(PCAMatrix(d, r), IndexIVFFlat(r, nlist)))``: the bank
+    is projected onto its ``pca_dim`` principal axes and cut into ``nlist`` k-means cells; a query
+    scans its ``nprobe`` nearest cells in the projection, keeps the ``k_factor`` best candidates
+    and ranks them by their exact distance in all d dimensions.  With WRN-50 (d = 1024) a query
+    costs about 1/25 of a brute-force scan.  Measured against exact search on magnetic_tile and
+    the benchmark's bank (README, "Index"): nprobe, the dominant knob, defaults to one cell in 16.
+    """
+
+    kind = "ivf-refine"
+    DEFAULTS = {"pca_dim": None, "nlist": None, "nprobe": None, "k_factor": 16}
+
+    @staticmethod
+    def default_pca_dim(d: int) -> int:
+        """64 dimensions, at most half of d; 0 (no projection) for small d."""
+        r = min(64, d // 2)
+        return r if r >= 8 else 0
+
+    @classmethod
+    def build(cls, bank: np.ndarray, **params) -> "RefinedIVFIndex":
+        p = {**cls.DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+        x = np.ascontiguousarray(bank, dtype=np.float32)
+        n, d = x.shape
+        r = int(p["pca_dim"] if p["pca_dim"] is not None else cls.default_pca_dim(d))
+        nlist = int(p["nlist"] or IVFIndex.default_nlist(n))
+        nlist = max(1, min(nlist, n // 39 or 1))
+        p.update(pca_dim=r, nlist=nlist)
+        if p["nprobe"] is None:
+            p["nprobe"] = int(min(nlist, max(8, -(-nlist // 16))))
+        inner = faiss.IndexIVFFlat(faiss.IndexFlatL2(r or d), r or d, nlist)
+        inner.cp.seed = 1234
+        base = faiss.IndexPreTransform(faiss.PCAMatrix(d, r), inner) if r else inner
+        index = faiss.IndexRefineFlat(base)
+        index.train(x)
+        index.add(x)
+        obj = cls(index, p)
+        obj._configure()
+        return obj
+
+    def _configure(self) -> None:
+        faiss.extract_index_ivf(self._index).nprobe = int(self.params["nprobe"])
+        faiss.downcast_index(self._index).k_factor = float(self.params["k_factor"])
+
+
+INDEXES: Dict[str, Type[NeighbourIndex]] = {c.kind: c for c in (RefinedIVFIndex, ExactIndex, IVFIndex, HNSWIndex)}
 
 
 def build_index(kind: str, bank: np.ndarray, **params) -> NeighbourIndex:

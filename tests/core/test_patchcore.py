@@ -10,6 +10,8 @@ from inspector.core.errors import ModelFileError, WeightsError
 from inspector.core.images import list_images
 from inspector.core.jobs import Cancelled, CancelToken, Job
 from inspector.core.modelfile import load_model, read_metadata, save_model
+from inspector.core.methods.patchcore import certify_maxima
+from inspector.core.search import exact_search
 from inspector.core.training import TrainSettings, train_model
 
 FAST = dict(backbone="resnet18", random_weights=True, resize=64, options={"coreset_ratio": 0.5})
@@ -136,8 +138,56 @@ def test_unreadable_training_images_are_skipped_and_reported(good_dir):
 def test_exact_and_hnsw_agree_on_easy_data(good_dir):
     opts = dict(FAST)
     hnsw = train_model(list_images(good_dir), TrainSettings(**{**opts, "options": {"coreset_ratio": 0.5, "index": "hnsw", "ef_search": 256}}))
-    exact = train_model(list_images(good_dir), TrainSettings(**opts))
+    exact = train_model(list_images(good_dir), TrainSettings(**{**opts, "options": {"coreset_ratio": 0.5, "index": "exact"}}))
     imgs = [texture(80), with_defect(texture(81))[0]]
     a = [p.score for p in exact.model.predict(imgs)]
     b = [p.score for p in hnsw.model.predict(imgs)]
     np.testing.assert_allclose(a, b, rtol=1e-3)
+
+
+def test_certify_maxima_makes_each_image_maximum_exact():
+    rng = np.random.default_rng(0)
+    bank = rng.standard_normal((300, 16)).astype(np.float32)
+    rows = rng.standard_normal((3, 50, 16)).astype(np.float32)
+    d, i = exact_search(bank, rows.reshape(-1, 16), 1)
+    true_min, true_nn = d[:, 0].reshape(3, 50), i[:, 0].reshape(3, 50)
+    approx, nn = true_min.copy(), true_nn.copy()
+    # an approximate index over-estimates some patches: here one per image beyond the true maximum
+    wrong = (true_min.argmax(axis=1) + 1) % 50
+    approx[np.arange(3), wrong] = true_min.max(axis=1) + 1.0
+    nn[np.arange(3), wrong] = 0
+    redone = certify_maxima(bank, rows, approx, nn)
+    np.testing.assert_allclose(approx.max(axis=1), true_min.max(axis=1), rtol=1e-5)
+    top = approx.argmax(axis=1)
+    np.testing.assert_array_equal(nn[np.arange(3), top], true_nn[np.arange(3), top])
+    assert redone < 3 * 50          # it stops once no patch left can exceed the maximum
+
+
+def test_default_index_gives_the_image_scores_of_exact_search(trained):
+    from inspector.core.search import build_index
+    model = trained.model
+    assert model.options.index == "ivf-refine"
+    imgs = [texture(90), with_defect(texture(91))[0], with_defect(texture(92), seed=3)[0]]
+    approx = model.predict(imgs)
+    model.index = build_index("exact", model.bank)
+    exact = model.predict(imgs)
+    np.testing.assert_allclose([p.score for p in approx], [p.score for p in exact], rtol=1e-5)
+
+
+def test_channel_pooling_shortcut_equals_adaptive_pooling():
+    import torch
+    import torch.nn.functional as F
+    from inspector.core.features import aggregate, patch_features, upsample_to
+
+    def reference(taps, d):
+        def pool(x, n):
+            b, c, h, w = x.shape
+            flat = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
+            return F.adaptive_avg_pool1d(flat, n).reshape(b, h, w, n).permute(0, 3, 1, 2)
+        maps = [upsample_to(aggregate(t), taps[0].shape[-2:]) for t in taps]
+        return pool(torch.cat([pool(m, d) for m in maps], dim=1), d)
+
+    torch.manual_seed(0)
+    for chans, d in (((64, 128), 128), ((32, 128), 64), ((48, 80), 64)):   # shortcut, shortcut, general
+        taps = [torch.randn(2, chans[0], 8, 8), torch.randn(2, chans[1], 4, 4)]
+        torch.testing.assert_close(patch_features(taps, d), reference(taps, d), rtol=1e-5, atol=1e-6)

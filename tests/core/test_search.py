@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from inspector.core.search import build_index, load_index
+from inspector.core.search import build_index, exact_search, load_index
 
 
 def _brute(bank, q, k):
@@ -49,3 +49,42 @@ def test_ivf_finds_the_true_neighbour_of_near_queries_and_roundtrips():
     assert (i[:, 0] == bi[:, 0]).mean() >= 0.98
     again = load_index("ivf", index.to_bytes(), index.params)
     np.testing.assert_array_equal(again.search(q, 1)[1], i)
+
+
+def test_exact_search_function_equals_brute_force():
+    rng = np.random.default_rng(3)
+    bank = rng.standard_normal((300, 24)).astype(np.float32)
+    q = rng.standard_normal((20, 24)).astype(np.float32)
+    d, i = exact_search(bank, q, 3)
+    bd, bi = _brute(bank, q, 3)
+    np.testing.assert_array_equal(i, bi)
+    np.testing.assert_allclose(d, bd, rtol=1e-4, atol=1e-4)
+
+
+def test_refined_ivf_never_underestimates_finds_near_neighbours_and_roundtrips():
+    rng = np.random.default_rng(4)
+    centres = 3 * rng.standard_normal((40, 96)).astype(np.float32)
+    bank = (centres[rng.integers(0, 40, 4000)] + rng.standard_normal((4000, 96))).astype(np.float32)
+    near = bank[::40] + 0.05 * rng.standard_normal((100, 96)).astype(np.float32)
+    far = 2 * rng.standard_normal((100, 96)).astype(np.float32)      # like defects: far from the bank
+    index = build_index("ivf-refine", bank)
+    assert index.params == {"pca_dim": 48, "nlist": 102, "nprobe": 8, "k_factor": 16}
+    for q in (near, far):
+        d, i = index.search(q, 1)
+        bd, bi = _brute(bank, q, 1)
+        # the entry returned is real and its distance is exact, so never below the true one
+        np.testing.assert_allclose(d[:, 0], np.linalg.norm(bank[i[:, 0]] - q, axis=1), rtol=1e-4)
+        assert (d[:, 0] >= bd[:, 0] * (1 - 1e-4)).all()
+    d, i = index.search(near, 1)
+    assert (i[:, 0] == np.arange(0, 4000, 40)).mean() >= 0.98
+    again = load_index("ivf-refine", index.to_bytes(), index.params)
+    np.testing.assert_array_equal(again.search(far, 1)[1], index.search(far, 1)[1])
+
+
+def test_refined_ivf_works_without_projection_on_small_dimensions():
+    rng = np.random.default_rng(5)
+    bank = rng.standard_normal((500, 8)).astype(np.float32)
+    index = build_index("ivf-refine", bank)
+    assert index.params["pca_dim"] == 0
+    d, i = index.search(bank[:10] + 0.01, 1)
+    np.testing.assert_array_equal(i[:, 0], np.arange(10))

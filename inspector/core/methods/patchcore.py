@@ -20,7 +20,7 @@ from ..errors import InspectorError
 from ..features import output_dim, patch_features, to_rows
 from ..jobs import Job, as_job
 from ..preprocess import Preprocess
-from ..search import INDEXES, NeighbourIndex, build_index, load_index
+from ..search import INDEXES, NeighbourIndex, build_index, exact_search, load_index
 from .base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
 
 
@@ -31,9 +31,9 @@ class PatchCoreOptions:
     kernel: int = 3                      # neighbourhood aggregation window (paper: 3)
     coreset_ratio: float = 0.1           # paper: 10% (1% nearly as good)
     projection_dim: int = 128            # random projection for coreset distances (paper: 128)
-    index: str = "exact"                 # "exact" (brute force, the default), "ivf" or "hnsw": the
-                                         # approximate ones drift on magnetic_tile (README, "Index")
-    nprobe: int = 8                      # IVF cells scanned per query
+    index: str = "ivf-refine"            # PCA + IVF candidates re-ranked exactly (the default), "exact"
+                                         # (brute force), "ivf" or "hnsw" (README, "Index")
+    nprobe: Optional[int] = None         # cells scanned per query (None: 8 for ivf, nlist/16 for ivf-refine)
     ef_search: int = 64                  # HNSW search breadth
     reweight: bool = True                # the paper's reweighted image score; False: plain max
     b: int = 9                           # neighbourhood size for the reweighting (paper: 9)
@@ -59,13 +59,47 @@ class PatchCoreOptions:
         return d
 
 
-def reweighted_scores(index: NeighbourIndex, bank: np.ndarray, rows: np.ndarray, patch_min: np.ndarray,
-                      nn_idx: np.ndarray, b: int) -> np.ndarray:
+def certify_maxima(bank: np.ndarray, rows: np.ndarray, patch_min: np.ndarray, nn_idx: np.ndarray,
+                   chunk: int = 4) -> int:
+    """Make each image's largest patch distance, the one its score is built on, exact.
+
+    An approximate index returns a real bank entry, so its distance is never below the true
+    nearest-neighbour distance.  Walk each image's patches from the largest approximate distance
+    down, replacing them (in ``patch_min`` and ``nn_idx``, in place) by exact values, until the next
+    approximate value is below the largest exact one found: no patch left can exceed it.  Usually
+    one or two rounds of ``chunk`` patches.  ``rows`` (B, P, D); returns how many patches were redone.
+    """
+    n_img, n_patch = patch_min.shape
+    order = np.argsort(-patch_min, axis=1)
+    pos = np.zeros(n_img, dtype=np.int64)
+    best = np.full(n_img, -np.inf, dtype=np.float32)
+    active = np.arange(n_img)
+    redone = 0
+    while active.size:
+        picks = [(i, order[i, pos[i]:pos[i] + chunk]) for i in active]
+        queries = np.concatenate([rows[i, cand] for i, cand in picks])
+        dist, idx = exact_search(bank, queries, 1)
+        start = 0
+        for i, cand in picks:
+            stop = start + len(cand)
+            patch_min[i, cand] = dist[start:stop, 0]
+            nn_idx[i, cand] = idx[start:stop, 0]
+            best[i] = max(best[i], float(dist[start:stop, 0].max()))
+            pos[i] += len(cand)
+            start = stop
+        redone += len(queries)
+        active = np.array([i for i in active if pos[i] < n_patch and patch_min[i, order[i, pos[i]]] >= best[i]],
+                          dtype=np.int64)
+    return redone
+
+
+def reweighted_scores(bank: np.ndarray, rows: np.ndarray, patch_min: np.ndarray, nn_idx: np.ndarray,
+                      b: int) -> np.ndarray:
     """The paper's image score for each image.
 
     For the patch with the largest score m_t* and its nearest bank entry m*:
     s = (1 - exp(||m_t* - m*||) / sum_{m in N_b(m*)} exp(||m_t* - m||)) · s(m_t*),
-    N_b(m*) = the b nearest bank entries of m* (m* itself among them).
+    N_b(m*) = the b nearest bank entries of m* (m* itself among them), found exactly.
     ``rows`` (B, P, D), ``patch_min`` (B, P), ``nn_idx`` (B, P).
     """
     top = patch_min.argmax(axis=1)
@@ -73,7 +107,7 @@ def reweighted_scores(index: NeighbourIndex, bank: np.ndarray, rows: np.ndarray,
     s_star = patch_min[ar, top]
     m_t = rows[ar, top]                                   # (B, D)
     m_star = bank[nn_idx[ar, top]]                        # (B, D)
-    _, nb = index.search(m_star, b)                       # (B, b)
+    _, nb = exact_search(bank, m_star, b)                 # (B, b)
     dists = np.linalg.norm(bank[nb] - m_t[:, None, :], axis=2)          # (B, b)
     d_star = np.linalg.norm(m_t - m_star, axis=1)                       # (B,)
     shift = dists.min(axis=1, keepdims=True)              # stable softmax
@@ -102,12 +136,15 @@ class PatchCoreModel(AnomalyModel):
     def score_batch(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         feats = self.features(x)
         b, d, h, w = feats.shape
-        rows = to_rows(feats).numpy()
+        rows = np.ascontiguousarray(to_rows(feats).numpy())
         dist, idx = self.index.search(rows, 1)
         patch_min = dist[:, 0].reshape(b, h * w)
+        nn_idx = idx[:, 0].reshape(b, h * w)
+        rows = rows.reshape(b, h * w, d)
+        if not self.index.exact:
+            certify_maxima(self.bank, rows, patch_min, nn_idx)
         if self.options.reweight:
-            scores = reweighted_scores(self.index, self.bank, rows.reshape(b, h * w, d), patch_min,
-                                       idx[:, 0].reshape(b, h * w), self.options.b)
+            scores = reweighted_scores(self.bank, rows, patch_min, nn_idx, self.options.b)
         else:
             scores = patch_min.max(axis=1)
         maps = grid_to_maps(patch_min.reshape(b, h, w), self.preprocess.size, self.options.blur_sigma)
@@ -131,7 +168,8 @@ class PatchCoreModel(AnomalyModel):
         timings["coreset_seconds"] = time.perf_counter() - t0
         job.step("building index", 0, 1)
         t0 = time.perf_counter()
-        params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe}}.get(opts.index, {})
+        params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe or 8},
+                  "ivf-refine": {"nprobe": opts.nprobe}}.get(opts.index, {})
         self.index = build_index(opts.index, self.bank, **params)
         timings["index_seconds"] = time.perf_counter() - t0
         job.step("building index", 1, 1)
