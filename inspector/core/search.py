@@ -62,6 +62,15 @@ class NeighbourIndex:
     def _configure(self) -> None:
         """Apply search-time parameters after loading."""
 
+    @classmethod
+    def _filled(cls, index: "faiss.Index", x: np.ndarray, params: Dict) -> "NeighbourIndex":
+        """Train ``index`` on the bank, add it, and wrap it with its search-time parameters."""
+        index.train(x)
+        index.add(x)
+        obj = cls(index, params)
+        obj._configure()
+        return obj
+
 
 class ExactIndex(NeighbourIndex):
     """Brute-force L2 search (faiss IndexFlatL2): the reference, cost O(|bank|·d) per query."""
@@ -89,10 +98,7 @@ class HNSWIndex(NeighbourIndex):
         x = np.ascontiguousarray(bank, dtype=np.float32)
         index = faiss.IndexHNSWFlat(x.shape[1], int(p["m"]))
         index.hnsw.efConstruction = int(p["ef_construction"])
-        index.add(x)
-        obj = cls(index, p)
-        obj._configure()
-        return obj
+        return cls._filled(index, x, p)
 
     def _configure(self) -> None:
         self._index.hnsw.efSearch = int(self.params.get("ef_search", self.DEFAULTS["ef_search"]))
@@ -102,7 +108,7 @@ class IVFIndex(NeighbourIndex):
     """Inverted lists over k-means cells (faiss IndexIVFFlat): a query scans the ``nprobe`` nearest
     cells with exact distances.  With the defaults (about 2·sqrt(n) cells, 8 probed) it scans ~3% of
     a 16k bank; its metrics equal exact search's on bottle, metal_plate and glass, but not on
-    magnetic_tile's 60k bank (README, "Index")."""
+    magnetic_tile's 60k bank (README, "Index").  Its cell layout also serves ``ivf-refine``."""
 
     kind = "ivf"
     DEFAULTS = {"nlist": None, "nprobe": 8}
@@ -112,20 +118,23 @@ class IVFIndex(NeighbourIndex):
         return int(min(4096, max(1, round(2 * np.sqrt(n)))))
 
     @classmethod
+    def cell_count(cls, n: int, requested=None) -> int:
+        """``requested`` cells (default about 2·sqrt(n)), fewer when faiss would have under ~39
+        points to train each."""
+        return max(1, min(int(requested or cls.default_nlist(n)), n // 39 or 1))
+
+    @staticmethod
+    def inverted_lists(dim: int, nlist: int) -> "faiss.IndexIVFFlat":
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        index.cp.seed = 1234
+        return index
+
+    @classmethod
     def build(cls, bank: np.ndarray, **params) -> "IVFIndex":
         p = {**cls.DEFAULTS, **params}
         x = np.ascontiguousarray(bank, dtype=np.float32)
-        nlist = int(p["nlist"] or cls.default_nlist(len(x)))
-        nlist = max(1, min(nlist, len(x) // 39 or 1))     # faiss wants ~39 points per centroid
-        p["nlist"] = nlist
-        quantizer = faiss.IndexFlatL2(x.shape[1])
-        index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist)
-        index.cp.seed = 1234
-        index.train(x)
-        index.add(x)
-        obj = cls(index, p)
-        obj._configure()
-        return obj
+        p["nlist"] = cls.cell_count(len(x), p["nlist"])
+        return cls._filled(cls.inverted_lists(x.shape[1], p["nlist"]), x, p)
 
     def _configure(self) -> None:
         faiss.extract_index_ivf(self._index).nprobe = int(self.params.get("nprobe", self.DEFAULTS["nprobe"]))
@@ -157,20 +166,13 @@ class RefinedIVFIndex(NeighbourIndex):
         x = np.ascontiguousarray(bank, dtype=np.float32)
         n, d = x.shape
         r = int(p["pca_dim"] if p["pca_dim"] is not None else cls.default_pca_dim(d))
-        nlist = int(p["nlist"] or IVFIndex.default_nlist(n))
-        nlist = max(1, min(nlist, n // 39 or 1))
+        nlist = IVFIndex.cell_count(n, p["nlist"])
         p.update(pca_dim=r, nlist=nlist)
         if p["nprobe"] is None:
             p["nprobe"] = int(min(nlist, max(8, -(-nlist // 16))))
-        inner = faiss.IndexIVFFlat(faiss.IndexFlatL2(r or d), r or d, nlist)
-        inner.cp.seed = 1234
+        inner = IVFIndex.inverted_lists(r or d, nlist)
         base = faiss.IndexPreTransform(faiss.PCAMatrix(d, r), inner) if r else inner
-        index = faiss.IndexRefineFlat(base)
-        index.train(x)
-        index.add(x)
-        obj = cls(index, p)
-        obj._configure()
-        return obj
+        return cls._filled(faiss.IndexRefineFlat(base), x, p)
 
     def _configure(self) -> None:
         faiss.extract_index_ivf(self._index).nprobe = int(self.params["nprobe"])
