@@ -155,9 +155,10 @@ class RefinedIVFIndex(NeighbourIndex):
     DEFAULTS = {"pca_dim": None, "nlist": None, "nprobe": None, "k_factor": 16}
 
     @staticmethod
-    def default_pca_dim(d: int) -> int:
-        """64 dimensions, at most half of d; 0 (no projection) for small d."""
-        r = min(64, d // 2)
+    def default_pca_dim(n: int, d: int) -> int:
+        """64 dimensions, at most half of d and of the bank size (faiss cannot project a small bank
+        onto more axes than it has rows); 0 (no projection) when that leaves fewer than 8."""
+        r = min(64, d // 2, n // 2)
         return r if r >= 8 else 0
 
     @classmethod
@@ -165,7 +166,7 @@ class RefinedIVFIndex(NeighbourIndex):
         p = {**cls.DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         x = np.ascontiguousarray(bank, dtype=np.float32)
         n, d = x.shape
-        r = int(p["pca_dim"] if p["pca_dim"] is not None else cls.default_pca_dim(d))
+        r = int(p["pca_dim"] if p["pca_dim"] is not None else cls.default_pca_dim(n, d))
         nlist = IVFIndex.cell_count(n, p["nlist"])
         p.update(pca_dim=r, nlist=nlist)
         if p["nprobe"] is None:

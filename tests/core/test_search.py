@@ -88,3 +88,12 @@ def test_refined_ivf_works_without_projection_on_small_dimensions():
     assert index.params["pca_dim"] == 0
     d, i = index.search(bank[:10] + 0.01, 1)
     np.testing.assert_array_equal(i[:, 0], np.arange(10))
+
+
+def test_refined_ivf_on_a_bank_smaller_than_its_dimension():
+    rng = np.random.default_rng(6)
+    bank = rng.standard_normal((40, 384)).astype(np.float32)     # a tiny coreset of wide features
+    index = build_index("ivf-refine", bank)
+    assert index.params["pca_dim"] == 20
+    d, i = index.search(bank[:5], 1)
+    np.testing.assert_array_equal(i[:, 0], np.arange(5))
