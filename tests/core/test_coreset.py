@@ -68,3 +68,17 @@ def test_cancel_stops_selection():
 def test_bad_ratio_is_refused():
     with pytest.raises(ValueError):
         greedy_coreset(np.zeros((10, 2), np.float32), 0.0)
+
+
+def test_threads_split_the_rows_without_changing_a_pick():
+    x = np.random.default_rng(9).standard_normal((3000, 8)).astype(np.float32)
+    three = greedy_coreset(x, 0.05, seed=3, threads=3)
+    np.testing.assert_array_equal(three, greedy_coreset_reference(x, len(three), _start(len(x), 3)))
+    # duplicated rows make exact ties for a centre's farthest member: the per-thread maxima must
+    # merge to the one the single loop keeps
+    # (three far points, 400 copies each; 7 slices of 257 rows, so every group of copies straddles
+    # a slice boundary)
+    far = np.repeat(9 * np.eye(8, dtype=np.float32)[:3], 400, axis=0)
+    dup = np.concatenate([x[:600], far])
+    np.testing.assert_array_equal(greedy_coreset(dup, 0.1, seed=3, threads=1),
+                                  greedy_coreset(dup, 0.1, seed=3, threads=7))
