@@ -191,3 +191,22 @@ def test_channel_pooling_shortcut_equals_adaptive_pooling():
     for chans, d in (((64, 128), 128), ((32, 128), 64), ((48, 80), 64)):   # shortcut, shortcut, general
         taps = [torch.randn(2, chans[0], 8, 8), torch.randn(2, chans[1], 4, 4)]
         torch.testing.assert_close(patch_features(taps, d), reference(taps, d), rtol=1e-5, atol=1e-6)
+
+
+def test_queries_the_index_leaves_unanswered_are_searched_exactly(trained, monkeypatch):
+    from inspector.core.search import build_index
+    model = trained.model
+    imgs = [texture(93), with_defect(texture(94))[0]]
+    real = model.index.search
+
+    def with_holes(q, k=1):           # what faiss returns when the probed cells hold nothing
+        d, i = real(q, k)
+        d[::5], i[::5] = np.finfo(np.float32).max, -1
+        return d, i
+
+    monkeypatch.setattr(model.index, "search", with_holes)
+    holes = model.predict(imgs)
+    model.index = build_index("exact", model.bank)
+    exact = model.predict(imgs)
+    np.testing.assert_allclose([p.score for p in holes], [p.score for p in exact], rtol=1e-5)
+    np.testing.assert_allclose(holes[1].anomaly_map, exact[1].anomaly_map, rtol=1e-4, atol=1e-5)
