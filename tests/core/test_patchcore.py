@@ -194,6 +194,8 @@ def test_channel_pooling_shortcut_equals_adaptive_pooling():
 
 
 def test_queries_the_index_leaves_unanswered_are_searched_exactly(trained, monkeypatch):
+    # faiss answers -1 and the largest float when the probed cells hold nothing; those distances
+    # top every image's ranking, so certify_maxima re-searches each of them exactly
     from inspector.core.search import build_index
     model = trained.model
     imgs = [texture(93), with_defect(texture(94))[0]]

@@ -138,9 +138,6 @@ class PatchCoreModel(AnomalyModel):
         b, d, h, w = feats.shape
         rows = np.ascontiguousarray(to_rows(feats).numpy())
         dist, idx = self.index.search(rows, 1)
-        lost = idx[:, 0] < 0            # an approximate index found no candidate (empty cells)
-        if lost.any():
-            dist[lost], idx[lost] = exact_search(self.bank, rows[lost], 1)
         patch_min = dist[:, 0].reshape(b, h * w)
         nn_idx = idx[:, 0].reshape(b, h * w)
         rows = rows.reshape(b, h * w, d)
