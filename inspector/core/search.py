@@ -26,6 +26,7 @@ def exact_search(bank: np.ndarray, queries: np.ndarray, k: int = 1) -> Tuple[np.
 class NeighbourIndex:
     kind: ClassVar[str]
     exact: ClassVar[bool] = False
+    DEFAULTS: ClassVar[Dict] = {}
 
     def __init__(self, index: "faiss.Index", params: Dict):
         self._index = index
@@ -63,6 +64,11 @@ class NeighbourIndex:
         """Apply search-time parameters after loading."""
 
     @classmethod
+    def _settings(cls, params: Dict) -> Dict:
+        """The defaults, overridden by every parameter given a value (None: keep the default)."""
+        return {**cls.DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+
+    @classmethod
     def _filled(cls, index: "faiss.Index", x: np.ndarray, params: Dict) -> "NeighbourIndex":
         """Train ``index`` on the bank, add it, and wrap it with its search-time parameters."""
         index.train(x)
@@ -94,7 +100,7 @@ class HNSWIndex(NeighbourIndex):
 
     @classmethod
     def build(cls, bank: np.ndarray, **params) -> "HNSWIndex":
-        p = {**cls.DEFAULTS, **params}
+        p = cls._settings(params)
         x = np.ascontiguousarray(bank, dtype=np.float32)
         index = faiss.IndexHNSWFlat(x.shape[1], int(p["m"]))
         index.hnsw.efConstruction = int(p["ef_construction"])
@@ -131,7 +137,7 @@ class IVFIndex(NeighbourIndex):
 
     @classmethod
     def build(cls, bank: np.ndarray, **params) -> "IVFIndex":
-        p = {**cls.DEFAULTS, **params}
+        p = cls._settings(params)
         x = np.ascontiguousarray(bank, dtype=np.float32)
         p["nlist"] = cls.cell_count(len(x), p["nlist"])
         return cls._filled(cls.inverted_lists(x.shape[1], p["nlist"]), x, p)
@@ -163,7 +169,7 @@ class RefinedIVFIndex(NeighbourIndex):
 
     @classmethod
     def build(cls, bank: np.ndarray, **params) -> "RefinedIVFIndex":
-        p = {**cls.DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+        p = cls._settings(params)
         x = np.ascontiguousarray(bank, dtype=np.float32)
         n, d = x.shape
         r = int(p["pca_dim"] if p["pca_dim"] is not None else cls.default_pca_dim(n, d))

@@ -168,7 +168,7 @@ class PatchCoreModel(AnomalyModel):
         timings["coreset_seconds"] = time.perf_counter() - t0
         job.step("building index", 0, 1)
         t0 = time.perf_counter()
-        params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe or 8},
+        params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe},
                   "ivf-refine": {"nprobe": opts.nprobe}}.get(opts.index, {})
         self.index = build_index(opts.index, self.bank, **params)
         timings["index_seconds"] = time.perf_counter() - t0
