@@ -253,7 +253,8 @@ def test_state_round_trip_gives_identical_scores(trained, tmp_path):
     meta, arrays, blobs = model.state()
     import json
     json.dumps(meta)
-    assert not blobs and set(arrays) == {"channels", "mu_a", "w_a", "mu_b", "w_b", "centroids"}
+    assert set(blobs) == {"centroid_index"} and meta["centroid_index_params"]["nlist"] >= 1
+    assert set(arrays) == {"channels", "mu_a", "w_a", "mu_b", "w_b", "centroids"}
     again = NPadModel.from_state(json.loads(json.dumps(meta)), arrays, blobs, pre,
                                  lambda strides: model.extractor)
     rng = np.random.default_rng(9)
@@ -292,3 +293,14 @@ def test_fit_can_be_cancelled(tmp_path):
     ctx = FitContext("mobilenet_v2", pre, random_weights=True, options={"k_channels": 8})
     with pytest.raises(Cancelled):
         get_method("npad")().fit(FrameSource(paths, pre, batch_size=2), ctx, Job(progress, token))
+
+
+def test_a_centroid_index_that_does_not_match_the_centroids_is_rejected(trained):
+    import json
+    from inspector.core.search import build_index
+    model, pre, _, _ = trained
+    meta, arrays, blobs = model.state()
+    other = build_index("ivf-refine", model.centroids[: len(model.centroids) // 2])
+    with pytest.raises(ValueError, match="centroid index"):
+        NPadModel.from_state(json.loads(json.dumps(meta)), arrays, {"centroid_index": other.to_bytes().tobytes()},
+                             pre, lambda strides: model.extractor)
