@@ -254,7 +254,7 @@ def test_state_round_trip_gives_identical_scores(trained, tmp_path):
     import json
     json.dumps(meta)
     assert set(blobs) == {"centroid_index"} and meta["centroid_index_params"]["nlist"] >= 1
-    assert set(arrays) == {"channels", "mu_a", "w_a", "mu_b", "w_b", "centroids"}
+    assert set(arrays) == {"channels", "mu_a", "w_a", "mu_b", "w_b"}     # the centroids live in the index
     again = NPadModel.from_state(json.loads(json.dumps(meta)), arrays, blobs, pre,
                                  lambda strides: model.extractor)
     rng = np.random.default_rng(9)
@@ -300,7 +300,18 @@ def test_a_centroid_index_that_does_not_match_the_centroids_is_rejected(trained)
     from inspector.core.search import build_index
     model, pre, _, _ = trained
     meta, arrays, blobs = model.state()
-    other = build_index("ivf-refine", model.centroids[: len(model.centroids) // 2])
+    half = model.index._index.reconstruct_n(0, model.index.size // 2)
+    other = build_index("ivf-refine", half)
     with pytest.raises(ValueError, match="centroid index"):
         NPadModel.from_state(json.loads(json.dumps(meta)), arrays, {"centroid_index": other.to_bytes().tobytes()},
                              pre, lambda strides: model.extractor)
+
+
+def test_files_that_kept_the_centroids_as_an_array_still_load(trained):
+    import json
+    model, pre, _, _ = trained
+    meta, arrays, _ = model.state()
+    arrays = dict(arrays, centroids=model.index._index.reconstruct_n(0, model.index.size))
+    old = NPadModel.from_state(json.loads(json.dumps(meta)), arrays, {}, pre, lambda strides: model.extractor)
+    x = pre.batch([_texture(np.random.default_rng(13)) for _ in range(2)])
+    np.testing.assert_allclose(old.score_batch(x)[0], model.score_batch(x)[0], rtol=1e-6)

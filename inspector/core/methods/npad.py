@@ -26,8 +26,8 @@ Inference:
 
 Storage: what Mahalanobis needs and nothing else, i.e. per position μ and the precision in factored
 form: the lower-triangular whitening factor W = L⁻¹ (Σ = L Lᵀ, Σ⁻¹ = Wᵀ W), packed (k(k+1)/2
-values) and stored as float16 by default; plus the centroids (float32) and their search index
-(``centroid_index``, serialised faiss).  Covariances, weights and training features are never stored.
+values) and stored as float16 by default; plus the centroid bank as its search index
+(``centroid_index``, serialised faiss; it holds the float32 centroids).  Covariances, weights and training features are never stored.
 """
 
 from __future__ import annotations
@@ -197,8 +197,7 @@ class NPadModel(AnomalyModel):
 
     def __init__(self, meta: Dict, preprocess: Preprocess, extractor: TapExtractor, options: NPadOptions,
                  channels: np.ndarray, grid: Tuple[int, int], mu_a: np.ndarray, w_a: np.ndarray,
-                 mu_b: np.ndarray, w_b: np.ndarray, centroids: np.ndarray,
-                 centroid_index: Optional[NeighbourIndex] = None):
+                 mu_b: np.ndarray, w_b: np.ndarray, centroids: NeighbourIndex):
         super().__init__(meta, preprocess)
         self.extractor = extractor
         self.options = options
@@ -212,13 +211,12 @@ class NPadModel(AnomalyModel):
                                  ("w_a", w_a, (h * w, pdim)), ("w_b", w_b, (h * w, pdim))):
             if tuple(arr.shape) != shape:
                 raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {shape}")
-        if centroids.ndim != 2 or centroids.shape[1] != self.k or len(centroids) == 0:
-            raise ValueError(f"centroids have shape {centroids.shape}, expected (n, {self.k})")
+        if centroids.dim != self.k or centroids.size == 0:
+            raise ValueError(f"the centroid index holds {centroids.size} vectors of {centroids.dim} dimensions, "
+                             f"expected {self.k}")
         self.mu_a, self.w_a, self.mu_b, self.w_b = mu_a, w_a, mu_b, w_b
-        self.centroids = np.ascontiguousarray(centroids, np.float32)
-        self.index = centroid_index or build_index(options.centroid_index, self.centroids)
-        if self.index.size != len(self.centroids) or self.index.dim != self.k:
-            raise ValueError("the centroid index does not match the centroids")
+        self.index = centroids          # the centroid bank C is its search index (it keeps the vectors)
+        self._index_blob: Optional[bytes] = None
         self._t = {}   # device copies, made on first use
 
     # -- tensors on the device -----------------------------------------------------------------
@@ -332,16 +330,22 @@ class NPadModel(AnomalyModel):
         return self.score_variants(x, [Variant("AB", True, self.options.shifts > 0)])[0]
 
     # -- persistence ---------------------------------------------------------------------------
+    def _index_bytes(self) -> bytes:
+        if self._index_blob is None:
+            self._index_blob = self.index.to_bytes().tobytes()
+        return self._index_blob
+
     def size_bytes(self) -> int:
-        return int(sum(a.nbytes for a in (self.mu_a, self.w_a, self.mu_b, self.w_b, self.centroids, self.channels)))
+        arrays = (self.mu_a, self.w_a, self.mu_b, self.w_b, self.channels)
+        return int(sum(a.nbytes for a in arrays) + len(self._index_bytes()))
 
     def state(self):
         meta = {"options": self.options.to_dict(), "grid": list(self.grid), "k_channels": self.k,
-                "n_centroids": int(len(self.centroids)), "model_bytes": self.size_bytes(),
+                "n_centroids": int(self.index.size), "model_bytes": self.size_bytes(),
                 "centroid_index_params": self.index.params}
         arrays = {"channels": self.channels, "mu_a": self.mu_a, "w_a": self.w_a, "mu_b": self.mu_b,
-                  "w_b": self.w_b, "centroids": self.centroids}
-        return meta, arrays, {"centroid_index": self.index.to_bytes().tobytes()}
+                  "w_b": self.w_b}
+        return meta, arrays, {"centroid_index": self._index_bytes()}
 
     @classmethod
     def from_state(cls, meta, arrays, blobs, preprocess, load_backbone):
@@ -349,13 +353,16 @@ class NPadModel(AnomalyModel):
         for name in ("w_a", "w_b"):
             if arrays[name].dtype != np.dtype(opts.precision_dtype):
                 raise ValueError(f"{name} is {arrays[name].dtype}, the options say {opts.precision_dtype}")
-        index = None
-        if "centroid_index" in blobs:   # files from before the index was stored rebuild it
+        if "centroid_index" in blobs:
             index = load_index(opts.centroid_index, np.frombuffer(blobs["centroid_index"], dtype=np.uint8),
                                meta.get("centroid_index_params", {}))
+        else:   # files from before the index was stored keep the centroids as an array
+            index = build_index(opts.centroid_index, arrays["centroids"])
+        if index.size != int(meta.get("n_centroids", index.size)):
+            raise ValueError(f"the centroid index holds {index.size} centroids, the metadata says {meta['n_centroids']}")
         return cls({}, preprocess, load_backbone(opts.strides), opts, arrays["channels"], tuple(meta["grid"]),
                    np.asarray(arrays["mu_a"], np.float32), arrays["w_a"], np.asarray(arrays["mu_b"], np.float32),
-                   arrays["w_b"], arrays["centroids"], index)
+                   arrays["w_b"], index)
 
 
 # -- feature pipeline ---------------------------------------------------------------------------------
@@ -500,8 +507,11 @@ class NPad(Method):
         centroids = kmeans(sample, n_cent, opts.kmeans_iterations, ctx.seed, job)
         timings["kmeans_seconds"] = time.perf_counter() - t0
 
+        t0 = time.perf_counter()
+        bank = build_index(opts.centroid_index, centroids)
+        timings["centroid_index_seconds"] = time.perf_counter() - t0
         model = NPadModel({}, ctx.preprocess, extractor, opts, channels, (h, w), mu_a.numpy(), w_a.numpy(),
-                          mu_b.numpy(), w_b.numpy(), centroids)
+                          mu_b.numpy(), w_b.numpy(), bank)
         model.meta = {
             "backbone": ctx.backbone, "weights": wsource.to_dict(), "timings": timings,
             "feature_channels": int(sum(extractor.channels)), "k_channels": k, "n_train_features": int(n),
