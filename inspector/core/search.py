@@ -50,6 +50,10 @@ class NeighbourIndex:
         d2, idx = self._index.search(q, min(k, self.size))
         return np.sqrt(np.maximum(d2, 0.0)), idx
 
+    def vectors(self) -> np.ndarray:
+        """The indexed bank, (size, dim) float32: every kind here keeps the exact vectors."""
+        return self._index.reconstruct_n(0, self.size)
+
     def to_bytes(self) -> np.ndarray:
         return faiss.serialize_index(self._index)
 
@@ -144,6 +148,10 @@ class IVFIndex(NeighbourIndex):
 
     def _configure(self) -> None:
         faiss.extract_index_ivf(self._index).nprobe = int(self.params.get("nprobe", self.DEFAULTS["nprobe"]))
+
+    def vectors(self) -> np.ndarray:
+        faiss.extract_index_ivf(self._index).make_direct_map()    # IVF lists are not addressable by id
+        return super().vectors()
 
 
 class RefinedIVFIndex(NeighbourIndex):

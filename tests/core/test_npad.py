@@ -300,7 +300,7 @@ def test_a_centroid_index_that_does_not_match_the_centroids_is_rejected(trained)
     from inspector.core.search import build_index
     model, pre, _, _ = trained
     meta, arrays, blobs = model.state()
-    half = model.index._index.reconstruct_n(0, model.index.size // 2)
+    half = model.index.vectors()[: model.index.size // 2]
     other = build_index("ivf-refine", half)
     with pytest.raises(ValueError, match="centroid index"):
         NPadModel.from_state(json.loads(json.dumps(meta)), arrays, {"centroid_index": other.to_bytes().tobytes()},
@@ -311,7 +311,7 @@ def test_files_that_kept_the_centroids_as_an_array_still_load(trained):
     import json
     model, pre, _, _ = trained
     meta, arrays, _ = model.state()
-    arrays = dict(arrays, centroids=model.index._index.reconstruct_n(0, model.index.size))
+    arrays = dict(arrays, centroids=model.index.vectors())
     old = NPadModel.from_state(json.loads(json.dumps(meta)), arrays, {}, pre, lambda strides: model.extractor)
     x = pre.batch([_texture(np.random.default_rng(13)) for _ in range(2)])
     np.testing.assert_allclose(old.score_batch(x)[0], model.score_batch(x)[0], rtol=1e-6)

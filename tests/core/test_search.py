@@ -97,3 +97,12 @@ def test_refined_ivf_on_a_bank_smaller_than_its_dimension():
     assert index.params["pca_dim"] == 20
     d, i = index.search(bank[:5], 1)
     np.testing.assert_array_equal(i[:, 0], np.arange(5))
+
+
+@pytest.mark.parametrize("kind", ["ivf-refine", "exact", "ivf", "hnsw"])
+def test_every_index_gives_back_the_bank_it_holds(kind):
+    bank = np.random.default_rng(4).normal(size=(3000, 32)).astype(np.float32)
+    index = build_index(kind, bank)
+    np.testing.assert_array_equal(index.vectors(), bank)
+    again = load_index(kind, index.to_bytes(), index.params)
+    np.testing.assert_array_equal(again.vectors(), bank)
