@@ -60,6 +60,7 @@ def _job(args):
 
 def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> None:
     from .core.backbones import DEFAULT_BACKBONE, REGISTRY, WEIGHTS_ENV
+    from .core.search import INDEXES
     p.add_argument("--method", default="patchcore", help="patchcore (default), npad or apc")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(REGISTRY),
                    help=f"feature extractor (default {DEFAULT_BACKBONE})")
@@ -69,7 +70,7 @@ def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> 
                    help="untrained backbone: for speed measurements only, useless for detection")
     p.add_argument("--coreset", type=float, default=0.1, metavar="RATIO",
                    help="PatchCore memory-bank fraction kept (default 0.1)")
-    p.add_argument("--index", choices=["ivf-refine", "exact", "ivf", "hnsw"], default=None,
+    p.add_argument("--index", choices=list(INDEXES), default=None,
                    help="nearest-neighbour search (default ivf-refine: approximate maps, exact image "
                         "scores, 10-20x faster than exact with WRN-50; see README, 'Index')")
     p.add_argument("--resize", type=int, default=256, help="images are resized to this square (default 256)")
@@ -272,6 +273,7 @@ def cmd_gui(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core.search import INDEXES
     p = argparse.ArgumentParser(prog="inspector", description="Visual quality inspection with anomaly detection.")
     p.add_argument("--version", action="version", version=f"inspector {__version__}")
     sub = p.add_subparsers(dest="command")
@@ -319,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--images", type=int, default=209, help="bank images (default 209)")
     b.add_argument("--coreset", type=float, default=0.1)
     b.add_argument("--size", type=int, default=224, help="image size (default 224)")
-    b.add_argument("--index", choices=["ivf-refine", "exact", "ivf", "hnsw"], default=None)
+    b.add_argument("--index", choices=list(INDEXES), default=None)
     b.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
