@@ -100,8 +100,9 @@ def kmeans(x: np.ndarray, n: int, iterations: int = 20, seed: int = 0, job: Opti
     if n >= len(x):
         return np.ascontiguousarray(x, np.float32)
     if n <= FLAT_MAX:
-        as_job(job).step("k-means", 0, 1)
+        job = as_job(job)
+        job.step("k-means", 0, 1)
         c = _kmeans(np.ascontiguousarray(x, np.float32), n, iterations, seed + 1)
-        as_job(job).step("k-means", 1, 1)
+        job.step("k-means", 1, 1)
         return c
     return two_level_kmeans(x, n, iterations, seed, job=job)
