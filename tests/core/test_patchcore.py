@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_predictions, texture, with_defect
-from inspector.core.errors import ModelFileError, WeightsError
+from inspector.core.errors import InspectorError, ModelFileError, WeightsError
 from inspector.core.images import list_images
 from inspector.core.jobs import Cancelled, CancelToken, Job
 from inspector.core.modelfile import load_model, read_metadata, save_model
@@ -212,3 +212,32 @@ def test_queries_the_index_leaves_unanswered_are_searched_exactly(trained, monke
     exact = model.predict(imgs)
     np.testing.assert_allclose([p.score for p in holes], [p.score for p in exact], rtol=1e-5)
     np.testing.assert_allclose(holes[1].anomaly_map, exact[1].anomaly_map, rtol=1e-4, atol=1e-5)
+
+
+def _reload(model, arrays, blobs, meta):
+    import json
+    from inspector.core.methods.patchcore import PatchCoreModel
+    return PatchCoreModel.from_state(json.loads(json.dumps(meta)), arrays, blobs, model.preprocess,
+                                     lambda strides: model.extractor)
+
+
+def test_model_file_stores_the_bank_once_in_its_index(trained):
+    model = trained.model
+    meta, arrays, blobs = model.state()
+    assert arrays == {} and set(blobs) == {"index"}          # no bank.npy beside the index
+    again = _reload(model, arrays, blobs, meta)
+    np.testing.assert_array_equal(again.bank, model.bank)    # the index gives back the exact bank
+    x = model.preprocess.batch([texture(93), with_defect(texture(94), seed=2)[0]])
+    for a, b in zip(model.score_batch(x), again.score_batch(x)):    # scores, then maps
+        np.testing.assert_array_equal(a, b)
+
+
+def test_files_that_kept_the_bank_as_an_array_still_load(trained):
+    model = trained.model
+    meta, _, blobs = model.state()
+    old = _reload(model, {"bank": model.bank.copy()}, blobs, meta)
+    np.testing.assert_array_equal(old.bank, model.bank)
+    with pytest.raises(InspectorError, match="inconsistent"):
+        _reload(model, {"bank": model.bank[:-1].copy()}, blobs, meta)
+    with pytest.raises(InspectorError, match="inconsistent"):
+        _reload(model, {}, blobs, dict(meta, bank_size=len(model.bank) + 1))

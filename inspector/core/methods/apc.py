@@ -170,7 +170,8 @@ class APCModel(PatchCoreModel):
             load_encoder_arrays(ext, arrays)
             return ext.eval()
 
-        model = super().from_state(meta, {"bank": arrays["bank"]}, blobs, preprocess, tuned)
+        bank = {"bank": arrays["bank"]} if "bank" in arrays else {}   # older files kept the bank apart
+        model = super().from_state(meta, bank, blobs, preprocess, tuned)
         model.apc_options = dict(meta.get("apc", {}))
         return model
 

@@ -175,16 +175,22 @@ class PatchCoreModel(AnomalyModel):
         job.step("building index", 1, 1)
 
     def state(self):
+        # The index holds the bank's exact float32 vectors (every kind in search.py does), so the
+        # file stores the bank once, as the index, and loading takes it back with vectors().
         meta = {"options": self.options.to_dict(), "bank_size": int(len(self.bank)),
                 "feature_dim": int(self.bank.shape[1]), "index_params": self.index.params}
-        return meta, {"bank": self.bank}, {"index": self.index.to_bytes().tobytes()}
+        return meta, {}, {"index": self.index.to_bytes().tobytes()}
 
     @classmethod
     def from_state(cls, meta, arrays, blobs, preprocess, load_backbone):
         opts = PatchCoreOptions.from_dict(meta["options"])
-        bank = np.ascontiguousarray(arrays["bank"], dtype=np.float32)
         index = load_index(opts.index, np.frombuffer(blobs["index"], dtype=np.uint8), meta.get("index_params", {}))
-        if index.size != len(bank) or index.dim != bank.shape[1]:
+        if "bank" in arrays:      # files from before the bank lived only in the index
+            bank = np.ascontiguousarray(arrays["bank"], dtype=np.float32)
+        else:
+            bank = np.ascontiguousarray(index.vectors(), dtype=np.float32)
+        size, dim = int(meta.get("bank_size", len(bank))), int(meta.get("feature_dim", bank.shape[1]))
+        if index.size != len(bank) or index.dim != bank.shape[1] or bank.shape != (size, dim):
             raise InspectorError("model file is inconsistent: index and memory bank differ")
         return cls({}, preprocess, load_backbone(opts.strides), opts, bank, index)
 
