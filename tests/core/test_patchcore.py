@@ -241,3 +241,15 @@ def test_files_that_kept_the_bank_as_an_array_still_load(trained):
         _reload(model, {"bank": model.bank[:-1].copy()}, blobs, meta)
     with pytest.raises(InspectorError, match="inconsistent"):
         _reload(model, {}, blobs, dict(meta, bank_size=len(model.bank) + 1))
+
+
+def test_map_upsampling_option_changes_maps_not_scores(trained):
+    import dataclasses
+    model = trained.model
+    x = model.preprocess.batch([with_defect(texture(95), seed=4)[0]])
+    s_bi, m_bi = model.score_batch(x)
+    model.options = dataclasses.replace(model.options, map_upsampling="nearest")
+    s_nn, m_nn = model.score_batch(x)
+    np.testing.assert_array_equal(s_bi, s_nn)            # image scores come from the patch grid
+    assert not np.allclose(m_bi, m_nn)
+    assert model.state()[0]["options"]["map_upsampling"] == "nearest"   # saved with the model

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from ..anomaly_map import grid_to_maps
+from ..anomaly_map import UPSAMPLING, grid_to_maps
 from ..backbones import TapExtractor
 from ..coreset import greedy_coreset
 from ..errors import InspectorError
@@ -38,6 +38,7 @@ class PatchCoreOptions:
     reweight: bool = True                # the paper's reweighted image score; False: plain max
     b: int = 9                           # neighbourhood size for the reweighting (paper: 9)
     blur_sigma: float = 4.0              # anomaly-map smoothing (paper: 4)
+    map_upsampling: str = "bilinear"     # patch grid → frame (METHODS.md §1); "nearest" as anomalib
     batch_size: int = 16
 
     @classmethod
@@ -51,6 +52,9 @@ class PatchCoreOptions:
             raise InspectorError(f"coreset ratio must be between 0 and 1 (got {opts.coreset_ratio})")
         if opts.index not in INDEXES:
             raise InspectorError(f"unknown index '{opts.index}' (choose one of: {', '.join(INDEXES)})")
+        if opts.map_upsampling not in UPSAMPLING:
+            raise InspectorError(f"unknown map upsampling '{opts.map_upsampling}' "
+                                 f"(choose one of: {', '.join(UPSAMPLING)})")
         return opts
 
     def to_dict(self) -> Dict:
@@ -147,7 +151,8 @@ class PatchCoreModel(AnomalyModel):
             scores = reweighted_scores(self.bank, rows, patch_min, nn_idx, self.options.b)
         else:
             scores = patch_min.max(axis=1)
-        maps = grid_to_maps(patch_min.reshape(b, h, w), self.preprocess.size, self.options.blur_sigma)
+        maps = grid_to_maps(patch_min.reshape(b, h, w), self.preprocess.size, self.options.blur_sigma,
+                            self.options.map_upsampling)
         return scores.astype(np.float32), maps
 
     def build_bank(self, source: FrameSource, seed: int, job: Job) -> None:
