@@ -60,6 +60,7 @@ def _job(args):
 
 def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> None:
     from .core.backbones import DEFAULT_BACKBONE, REGISTRY, WEIGHTS_ENV
+    from .core.preprocess import INTERPOLATIONS
     from .core.search import INDEXES
     p.add_argument("--method", default="patchcore", help="patchcore (default), npad or apc")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(REGISTRY),
@@ -77,6 +78,9 @@ def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> 
     p.add_argument("--crop", type=int, default=crop_default,
                    help="center crop after resizing" + (f" (default {crop_default})" if crop_default else
                                                         " (default: none, the whole image)"))
+    p.add_argument("--resize-filter", choices=list(INTERPOLATIONS), default="linear",
+                   help="resizing: plain bilinear (default) or antialiased when shrinking, as "
+                        "torchvision and anomalib (see RESULTS.md)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. --option k_channels=100 (repeatable)")
     p.add_argument("--seed", type=int, default=0)
@@ -106,6 +110,7 @@ def _settings(args, **extra):
         options[k.strip()] = _parse_value(v.strip())
     return TrainSettings(method=args.method, backbone=args.backbone, weights=args.weights,
                          random_weights=args.random_weights, resize=args.resize, crop=args.crop,
+                         interpolation=args.resize_filter,
                          seed=args.seed, device=args.device, options=options, **extra)
 
 

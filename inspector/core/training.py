@@ -44,6 +44,7 @@ class TrainSettings:
     random_weights: bool = False
     resize: int = 256
     crop: Optional[int] = None            # None: the whole image (the default for users' models)
+    interpolation: str = "linear"         # resizing filter, "linear" or "antialias" (preprocess.py)
     threshold: str = "mean+3std"          # or "percentile"
     holdout: Optional[int] = None         # None: default_holdout(n)
     seed: int = 0
@@ -53,7 +54,7 @@ class TrainSettings:
 
     def preprocess(self) -> Preprocess:
         try:
-            return Preprocess(self.resize, self.crop)
+            return Preprocess(self.resize, self.crop, self.interpolation)
         except ValueError as exc:
             raise InspectorError(str(exc)) from None
 

@@ -1,0 +1,52 @@
+"""Resizing images into the network's frame: plain bilinear by default, antialiased on request."""
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.core.preprocess import Preprocess
+
+
+def _stripes(size: int) -> np.ndarray:
+    """One-pixel vertical stripes, black and white: finer than any shrunk frame can hold."""
+    row = np.where(np.arange(size) % 2 == 0, 0, 255).astype(np.uint8)
+    return np.repeat(np.tile(row, (size, 1))[:, :, None], 3, axis=2)
+
+
+def test_shrinking_filters_out_detail_the_frame_cannot_hold():
+    img = _stripes(640)                                          # 2.5× shrink, like large MTD tiles
+    smooth = Preprocess(256, interpolation="antialias").frame(img)
+    plain = Preprocess(256, interpolation="linear").frame(img)
+    assert smooth.dtype == np.uint8 and smooth.shape == (256, 256, 3)
+    inner = (slice(None), slice(4, -4))                          # away from the borders
+    assert np.abs(smooth[inner].astype(int) - 127).max() <= 8    # the stripes average to grey
+    assert np.abs(plain[inner].astype(int) - 127).max() >= 60    # bilinear alone aliases them into bands
+
+
+def test_growing_is_plain_bilinear_either_way():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(Preprocess(256).frame(img),
+                                  cv2.resize(img, (256, 256), interpolation=cv2.INTER_LINEAR))
+
+
+def test_interpolation_is_saved_and_older_models_keep_plain_bilinear():
+    assert Preprocess(128, 112).interpolation == "linear"
+    pp = Preprocess(128, 112, "antialias")
+    assert Preprocess.from_dict(pp.to_dict()) == pp
+    old = {"resize": 128, "crop": 112}                           # a file from before the field
+    assert Preprocess.from_dict(old).interpolation == "linear"
+    with pytest.raises(ValueError, match="interpolation"):
+        Preprocess(128, interpolation="cubic")
+
+
+def test_training_settings_and_cli_choose_the_filter():
+    from inspector.cli import build_parser
+    from inspector.core.errors import InspectorError
+    from inspector.core.training import TrainSettings
+    assert TrainSettings(interpolation="antialias").preprocess().interpolation == "antialias"
+    with pytest.raises(InspectorError, match="interpolation"):
+        TrainSettings(interpolation="cubic").preprocess()
+    args = build_parser().parse_args(["evaluate", "data", "--resize-filter", "antialias"])
+    assert args.resize_filter == "antialias"
+    assert build_parser().parse_args(["train", "data", "-o", "m.inspector"]).resize_filter == "linear"
