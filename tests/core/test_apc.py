@@ -258,6 +258,7 @@ def test_save_and_load_give_identical_scores(trained, tmp_path):
     names = [n for n in meta["entries"] if n.startswith("arrays/encoder.")]
     assert "arrays/encoder.layer3.1.conv2.weight.npy" in names
     assert not any("layer4" in n or ".fc." in n for n in names)
+    assert "arrays/bank.npy" not in meta["entries"]          # the bank lives in the index only
     assert meta["state"]["apc"]["n_anomalous"] == 3
     loaded = load_model(path)
     assert isinstance(loaded, APCModel)
@@ -266,6 +267,20 @@ def test_save_and_load_give_identical_scores(trained, tmp_path):
     base, _ = load_backbone_module("resnet18", random_weights=True, seed=0)
     assert not torch.equal(loaded.extractor.state_dict()["body.layer3.0.conv1.weight"].cpu(),
                            base.state_dict()["layer3.0.conv1.weight"])
+
+
+def test_files_that_kept_the_bank_as_an_array_still_load(trained, tmp_path, monkeypatch):
+    from inspector.core.methods.patchcore import PatchCoreModel
+    new_state = PatchCoreModel.state
+
+    def old_state(self):            # the format before the bank lived only in the index
+        meta, arrays, blobs = new_state(self)
+        return meta, dict(arrays, bank=self.bank), blobs
+    monkeypatch.setattr(PatchCoreModel, "state", old_state)
+    path = save_model(trained.model, tmp_path / "old.inspector")
+    assert "arrays/bank.npy" in read_metadata(path)["entries"]
+    monkeypatch.undo()
+    assert_same_predictions(trained.model, load_model(path))
 
 
 def test_model_file_without_encoder_weights_is_refused(trained, tmp_path, monkeypatch):
