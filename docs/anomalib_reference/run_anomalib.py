@@ -30,34 +30,18 @@ if fast:
     # Same projection (anomalib's SparseRandomProjection, eps 0.9), same random start, same greedy
     # k-center rule; the loop is Inspector's triangle-inequality kernel (exact up to float rounding).
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-    import numba
-    from inspector.core import coreset as ic
+    from inspector.core.coreset import greedy_kcenter
     from anomalib.models.components.sampling import k_center_greedy as kc
+
     def select_coreset_idxs(self):
         self.model.fit(self.embedding)
         feats = self.model.transform(self.embedding).contiguous()
         start = int(torch.randint(high=self.n_observations, size=(1,)).item())
-        x = feats.numpy().astype(np.float32)
-        n, n_select = len(x), self.coreset_size
-        print("coreset: projected", x.shape, "start", start, "k", n_select, flush=True)
-        x = ic._principal_rotation(x, 0)
-        order = np.argsort(x[:, 0], kind="stable"); x = np.ascontiguousarray(x[order])
-        st = int(np.argsort(order)[start])
-        assign = np.empty(n, np.int32); mind = np.empty(n, np.float32)
-        radius = np.zeros(n_select, np.float32); half = np.zeros(n_select, np.float32)
-        affected = np.zeros(n_select, np.bool_); farthest = np.zeros(n_select, np.int64)
-        sel = np.empty(n_select, np.int64); cx = np.empty((n_select, x.shape[1]), np.float32)
-        slot = np.zeros(n_select, np.int64); aff_list = np.zeros(n_select, np.int64)
-        threads = max(1, min(numba.get_num_threads(), n // 20000 or 1))
-        bounds = np.linspace(0, n, threads + 1).astype(np.int64)
-        loc_r = np.zeros((threads, n_select + 1), np.float32); loc_f = np.zeros((threads, n_select + 1), np.int64)
-        far, r0 = ic._init_state(x, st, assign, mind)
-        sel[0] = st; cx[0] = x[st]; radius[0] = r0; farthest[0] = far
+        print("coreset: projected", tuple(feats.shape), "start", start, "k", self.coreset_size, flush=True)
         t = time.time()
-        ic._select(x, cx, sel, 1, n_select, assign, mind, radius, farthest, half, affected, slot, aff_list,
-                   bounds, loc_r, loc_f)
+        picks = greedy_kcenter(feats.numpy(), self.coreset_size, start)
         print("coreset seconds", time.time() - t, flush=True)
-        return [int(i) for i in order[sel]]
+        return [int(i) for i in picks]
     kc.KCenterGreedy.select_coreset_idxs = select_coreset_idxs
 
 class Grab(Callback):

@@ -175,7 +175,6 @@ def greedy_coreset(features: np.ndarray, ratio: float = 0.1, projection_dim: int
     same whatever the number of ``threads`` (default: numba's, one per core; banks under 40k rows
     use fewer).
     """
-    job = as_job(job)
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError("coreset needs a non-empty (N, D) array")
@@ -188,6 +187,17 @@ def greedy_coreset(features: np.ndarray, ratio: float = 0.1, projection_dim: int
     if x.shape[1] > projection_dim:
         x = x @ random_projection(x.shape[1], projection_dim, seed)
     start = int(np.random.default_rng(seed).integers(n))
+    return greedy_kcenter(x, n_select, start, seed, job, chunk, threads)
+
+
+def greedy_kcenter(x: np.ndarray, n_select: int, start: int, seed: int = 0, job: Optional[Job] = None,
+                   chunk: int = 256, threads: Optional[int] = None) -> np.ndarray:
+    """The greedy k-center loop itself: ``n_select`` row indices of ``x`` (N, d), in selection order,
+    from row ``start``, with distances on ``x`` as given (no projection).  ``seed`` only picks the
+    sample that orients the principal axes, which leaves the picks unchanged."""
+    job = as_job(job)
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[0]
     # rotate onto principal axes (early exits in the distance loops) and sort rows along the
     # first axis (rows of one centre then sit close together in memory)
     x = _principal_rotation(x, seed)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from inspector.core.coreset import greedy_coreset, greedy_coreset_reference
+from inspector.core.coreset import greedy_coreset, greedy_coreset_reference, greedy_kcenter
 from inspector.core.jobs import Cancelled, CancelToken, Job
 
 
@@ -22,6 +22,12 @@ def test_same_selection_as_the_textbook_loop():
     sel = greedy_coreset(x, 0.05, seed=5)
     ref = greedy_coreset_reference(x, len(sel), _start(len(x), 5))
     np.testing.assert_array_equal(sel, ref)
+
+
+def test_kcenter_loop_starts_where_it_is_told():
+    x = np.random.default_rng(6).standard_normal((1200, 16)).astype(np.float32)
+    for start in (0, 777):
+        np.testing.assert_array_equal(greedy_kcenter(x, 40, start), greedy_coreset_reference(x, 40, start))
 
 
 def test_farthest_point_property_on_toy_data():
