@@ -170,8 +170,7 @@ class APCModel(PatchCoreModel):
             load_encoder_arrays(ext, arrays)
             return ext.eval()
 
-        bank = {"bank": arrays["bank"]} if "bank" in arrays else {}   # older files kept the bank apart
-        model = super().from_state(meta, bank, blobs, preprocess, tuned)
+        model = super().from_state(meta, arrays, blobs, preprocess, tuned)
         model.apc_options = dict(meta.get("apc", {}))
         return model
 
