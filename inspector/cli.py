@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -161,7 +162,15 @@ def cmd_predict(args) -> int:
     from .core.images import describe_skipped, read_image
     from .core.modelfile import load_model
     from .core.overlay import render_overlay
+    from .core.thresholds import manual
     model = load_model(args.model, weights=args.weights)
+    if args.threshold is not None:
+        model.image_threshold = manual(args.threshold)
+    unset = not math.isfinite(model.image_threshold.value)
+    if unset:
+        print(f"warning: {args.model} has no image threshold (no normal images were held out "
+              "from its training to set one): scores and maps are written, verdicts are not. "
+              "Give one with --threshold VALUE.", file=sys.stderr)
     paths = expand_inputs(args.paths)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +190,8 @@ def cmd_predict(args) -> int:
                     continue
                 pred = model.predict([image])[0]
                 n_anomalous += pred.is_anomalous
-                w.writerow([str(p), f"{pred.score:.6g}", pred.verdict, f"{pred.image_threshold:.6g}"])
+                w.writerow([str(p), f"{pred.score:.6g}", "" if unset else pred.verdict,
+                            "" if unset else f"{pred.image_threshold:.6g}"])
                 f.flush()
                 overlay = render_overlay(image, pred.anomaly_map, model.pixel_threshold.value)
                 cv2.imwrite(str(_unique_name(out_dir, p.stem, used_names)), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
@@ -191,7 +201,8 @@ def cmd_predict(args) -> int:
     if skipped:
         print(describe_skipped(skipped), file=sys.stderr)
     done = len(paths) - len(skipped)
-    print(f"{done} image(s) inspected, {n_anomalous} anomalous; results in {csv_path}")
+    verdicts = "no verdicts (no image threshold)" if unset else f"{n_anomalous} anomalous"
+    print(f"{done} image(s) inspected, {verdicts}; results in {csv_path}")
     return 0
 
 
@@ -305,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     pr.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for results.csv and overlays")
     pr.add_argument("--weights", metavar="FILE", help="the backbone weights file the model was trained with")
+    pr.add_argument("--threshold", type=float, metavar="VALUE",
+                    help="image-score threshold to use instead of the model's own")
     pr.add_argument("-q", "--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
 

@@ -5,6 +5,10 @@ computed in that frame (masks resized and cropped exactly like the images), so f
 with the papers' and anomalib's.  The whole training set goes into the model (no hold-out); the
 reported F1 is the image-level F1 at the F1-optimal threshold on the test scores.
 
+The models it saves (``--save-models``) are usable with ``predict``: their image threshold is that
+F1-optimal one (labelled anomalies exist here), and their pixel threshold is set from the maps of
+the normal test images as training sets it from held-out ones (:func:`thresholds.map_peaks`).
+
 ``labelled_anomalies`` = N moves N anomalous test images per category (picked with a fixed seed)
 into training, for methods that use them (APC), and leaves them out of the evaluation for every
 method, so all methods are compared on exactly the same images.
@@ -23,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from . import metrics
+from . import metrics, thresholds
 from .datasets import Category, Sample, find_categories, load_mvtec_category
 from .images import read_mask
 from .jobs import Job, as_job
@@ -81,6 +85,20 @@ def _masks_in_frame(samples: Sequence[Sample], preprocess) -> Optional[np.ndarra
     return out
 
 
+def set_thresholds(model, scores: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> float:
+    """Give ``model`` thresholds from its labelled test results; returns the image-level F1 there.
+
+    A test split with one class only gives no F1-optimal threshold: the image threshold stays unset
+    (F1 0 when all are normal, 1 when all are anomalous)."""
+    normal = labels == 0
+    if normal.any():
+        model.pixel_threshold = thresholds.map_peaks(maps[normal])
+    if normal.all() or not normal.any():
+        return float(not normal.any())
+    model.image_threshold = thresholds.f1_optimal(scores, labels)
+    return metrics.f1_at(labels, scores, model.image_threshold.value)
+
+
 def evaluate_category(category: Category, settings: TrainSettings, job: Optional[Job] = None,
                       labelled_anomalies: int = 0, model_dir: Optional[Path] = None) -> CategoryResult:
     job = as_job(job)
@@ -102,7 +120,7 @@ def evaluate_category(category: Category, settings: TrainSettings, job: Optional
         with_gt = np.array([(s.mask_path is not None) or not s.is_anomalous for s in kept])
         pixel_auroc = metrics.pixel_auroc(masks[with_gt], maps[with_gt])
         pro = metrics.pro_auc(masks[with_gt], maps[with_gt])
-    f1, _ = metrics.f1_optimal(labels, scores)
+    f1 = set_thresholds(model, scores, maps, labels)
     size_mb = 0.0
     if model_dir is not None:
         path = save_model(model, Path(model_dir) / f"{category.name}-{model.method}.inspector")

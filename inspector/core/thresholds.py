@@ -85,6 +85,15 @@ def f1_optimal(scores: ArrayLike, labels: ArrayLike) -> Threshold:
                      detail=f"best F1 {f1:.3f} on {y.size} labelled images ({n_anomalous} anomalous)")
 
 
+def map_peaks(normal_maps: ArrayLike) -> Threshold:
+    """Pixel threshold for region contours: mean + 3 std of the maxima of normal images' maps,
+    i.e. about the highest value a normal image's map reaches."""
+    maps = np.asarray(normal_maps)
+    peaks = maps.reshape(len(maps), -1).max(axis=1) if maps.size else maps.ravel()
+    t = mean_std(peaks)
+    return Threshold(t.value, t.method, t.n, f"{t.detail} (anomaly-map maxima)")
+
+
 def manual(value: float) -> Threshold:
     """A threshold set by hand."""
     return Threshold(value=float(value), method="manual", n=0, detail="set by hand")

@@ -95,10 +95,7 @@ def calibrate(model: AnomalyModel, holdout: FrameSource, strategy: str, job: Job
     if len(scores) == 0:
         return scores
     model.image_threshold = th.choose(strategy, scores)
-    peaks = maps.reshape(len(maps), -1).max(axis=1)
-    pix = th.mean_std(peaks)
-    model.pixel_threshold = th.Threshold(pix.value, pix.method, pix.n,
-                                         f"{pix.detail} (anomaly-map maxima)")
+    model.pixel_threshold = th.map_peaks(maps)
     return scores
 
 

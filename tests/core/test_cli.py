@@ -7,6 +7,7 @@ import cv2
 import pytest
 
 from inspector.cli import main
+from inspector.core.modelfile import read_metadata
 
 FAST = ["--backbone", "resnet18", "--random-weights", "--resize", "64", "--coreset", "0.5", "-q"]
 
@@ -107,3 +108,37 @@ def test_apc_without_anomalies_says_how_to_label(good_dir, tmp_path, capsys):
     assert main(["train", str(good_dir), "-o", str(tmp_path / "m.inspector"), "--method", "apc", *FAST]) == 2
     err = capsys.readouterr().err
     assert "labelled anomalous images" in err and "Traceback" not in err
+
+
+def test_models_saved_by_evaluate_flag_anomalies_in_predict(mvtec_category, tmp_path, capsys):
+    saved = tmp_path / "models"
+    assert main(["evaluate", str(mvtec_category), "--crop", "56", "--save-models", str(saved), *FAST]) == 0
+    (model,) = saved.glob("*.inspector")
+    meta = read_metadata(model)
+    assert meta["thresholds"]["image"]["method"] == "f1-optimal"
+    assert meta["thresholds"]["pixel"]["method"] == "mean+3std"
+    out = tmp_path / "out"
+    assert main(["predict", str(model), str(mvtec_category / "test"), "-o", str(out), "-q"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    flagged = {r["path"] for r in rows if r["verdict"] == "anomalous"}
+    threshold = meta["thresholds"]["image"]["value"]
+    assert flagged and flagged == {r["path"] for r in rows if float(r["score"]) >= threshold}
+
+
+def test_predict_without_a_threshold_gives_no_verdicts_unless_told_one(good_dir, tmp_path, capsys):
+    model = tmp_path / "m.inspector"
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted(good_dir.iterdir())[:3]:            # under 5 images: nothing held out, no threshold
+        (few / p.name).write_bytes(p.read_bytes())
+    assert main(["train", str(few), "-o", str(model), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(model), str(good_dir), "-o", str(tmp_path / "a"), "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "no image threshold" in err and "--threshold" in err and "no verdicts" in out
+    rows = list(csv.DictReader(open(tmp_path / "a" / "results.csv")))
+    assert rows and all(r["verdict"] == "" and r["threshold"] == "" and float(r["score"]) > 0 for r in rows)
+    low = 0.999 * min(float(r["score"]) for r in rows)   # the CSV rounds scores
+    assert main(["predict", str(model), str(good_dir), "-o", str(tmp_path / "b"), "-q", "--threshold", str(low)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "b" / "results.csv")))
+    assert all(r["verdict"] == "anomalous" and float(r["threshold"]) == pytest.approx(low, rel=1e-5) for r in rows)
