@@ -217,18 +217,21 @@ def cmd_evaluate(args) -> int:
     settings = _settings(args)
     cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
     job, bar = _job(args)
+    shown = []
     header = (f"{'category':<16}{'img AUROC':>10}{'pix AUROC':>10}{'PRO':>7}{'F1':>7}"
               f"{'train s':>9}{'ms/img':>8}{'RSS MB':>8}{'model MB':>9}{'train':>7}{'test':>6}")
 
     def show(row):
         bar.close()
+        if not shown:           # printed with the first result, so that a mistake comes alone
+            print(f"{settings.method} / {settings.backbone}, resize {settings.resize}, crop {settings.crop or 'none'}"
+                  + (f", {args.labelled_anomalies} labelled anomalies left out" if args.labelled_anomalies else ""))
+            print(header)
+            shown.append(True)
         print(f"{row.name:<16}{_fmt(row.image_auroc):>10}{_fmt(row.pixel_auroc):>10}{_fmt(row.pro):>7}"
               f"{_fmt(row.f1):>7}{row.train_seconds:>9.1f}{row.ms_per_image:>8.1f}{row.peak_rss_mb:>8.0f}"
               f"{row.model_size_mb:>9.1f}{row.n_train:>7}{row.n_test:>6}", flush=True)
 
-    print(f"{settings.method} / {settings.backbone}, resize {settings.resize}, crop {settings.crop or 'none'}"
-          + (f", {args.labelled_anomalies} labelled anomalies left out" if args.labelled_anomalies else ""))
-    print(header, flush=True)
     import tempfile
     with tempfile.TemporaryDirectory(prefix="inspector-eval-") as tmp:
         try:
