@@ -141,8 +141,12 @@ def cmd_train(args) -> int:
         print(describe_skipped(result.skipped), file=sys.stderr)
     m = result.model
     print(f"trained {m.method} on {result.n_train} images in {result.seconds:.1f} s -> {out}")
-    print(f"image threshold {m.image_threshold.value:.4g} ({m.image_threshold.detail})")
-    print(f"pixel threshold {m.pixel_threshold.value:.4g} ({m.pixel_threshold.detail})")
+    if math.isfinite(m.image_threshold.value):
+        print(f"image threshold {m.image_threshold.value:.4g} ({m.image_threshold.detail})")
+        print(f"pixel threshold {m.pixel_threshold.value:.4g} ({m.pixel_threshold.detail})")
+    else:
+        print("no thresholds: under 5 images, none can be held out to set them; predict will give "
+              "scores and maps but no verdicts (add images, or pass predict --threshold VALUE)")
     return 0
 
 

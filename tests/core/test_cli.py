@@ -138,7 +138,8 @@ def test_predict_without_a_threshold_gives_no_verdicts_unless_told_one(good_dir,
     for p in sorted(good_dir.iterdir())[:3]:            # under 5 images: nothing held out, no threshold
         (few / p.name).write_bytes(p.read_bytes())
     assert main(["train", str(few), "-o", str(model), *FAST]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "no thresholds" in out and "inf" not in out
     assert main(["predict", str(model), str(good_dir), "-o", str(tmp_path / "a"), "-q"]) == 0
     out, err = capsys.readouterr()
     assert "no image threshold" in err and "--threshold" in err and "no verdicts" in out
