@@ -25,6 +25,11 @@ def create_app(argv=None) -> QApplication:
     app = QApplication.instance()
     if app is None:
         app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    if app.property("inspector_styled"):
+        # Styled already: setting the style again deletes the old QStyle, which widgets still
+        # awaiting deletion may point to (tests create one window after another in one app).
+        return app
+    app.setProperty("inspector_styled", True)
     app.setOrganizationName("Inspector")
     app.setApplicationName("Inspector")
     app.setApplicationDisplayName("Inspector")
