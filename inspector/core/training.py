@@ -2,7 +2,7 @@
 the training wizard and ``evaluate``.
 
 Thresholds come from normal images held out from training (never seen by the bank): by default
-10% of them, at least 1 once there are 5 images, at most 25 (:func:`default_holdout`).  The image
+10% of them, at least 1 once there are 5 images, at most 25 (:mod:`holdout`).  The image
 threshold is ``mean+3std`` (or ``percentile`` 99) of their image scores; the pixel threshold, used
 to outline regions on anomaly maps, is mean + 3 std of their maps' maxima, i.e. what a normal
 image's map reaches.  With fewer than 5 images nothing is held out and the thresholds stay unset
@@ -23,17 +23,11 @@ import torch
 from .. import __version__
 from .backbones import DEFAULT_BACKBONE
 from .errors import DatasetError, InspectorError
+from .holdout import default_holdout, split_holdout
 from .jobs import Job, as_job
 from .methods.base import AnomalyModel, FitContext, FrameSource, get_method
 from .preprocess import Preprocess
 from . import thresholds as th
-
-
-def default_holdout(n_images: int) -> int:
-    """How many normal images to hold out for the thresholds: 10%, ≥ 1 from 5 images on, ≤ 25."""
-    if n_images < 5:
-        return 0
-    return int(min(25, max(1, round(0.1 * n_images))))
 
 
 @dataclass
@@ -75,17 +69,6 @@ def dataset_sha256(paths: Sequence[Path]) -> str:
         h.update(Path(p).name.encode())
         h.update(Path(p).read_bytes())
     return h.hexdigest()
-
-
-def split_holdout(paths: Sequence[Path], n_holdout: int, seed: int) -> Tuple[List[Path], List[Path]]:
-    """(train, holdout): a seeded random choice of ``n_holdout`` images, both lists sorted."""
-    paths = sorted(Path(p) for p in paths)
-    if n_holdout <= 0:
-        return paths, []
-    if n_holdout >= len(paths):
-        raise DatasetError(f"cannot hold out {n_holdout} of {len(paths)} images and still train")
-    pick = set(np.random.default_rng(seed).choice(len(paths), n_holdout, replace=False).tolist())
-    return ([p for i, p in enumerate(paths) if i not in pick], [p for i, p in enumerate(paths) if i in pick])
 
 
 def calibrate(model: AnomalyModel, holdout: FrameSource, strategy: str, job: Job) -> np.ndarray:

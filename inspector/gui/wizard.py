@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QWizardPage)
 
 from .. import core
+from ..core.holdout import MIN_IMAGES_FOR_THRESHOLDS
 from ..project import Project
 from ..project.training_run import TrainOutcome, train_in_project
 from .charts import ScoreHistogram
@@ -114,13 +115,20 @@ class DataPage(QWizardPage):
                 f"<b>{c['test']}</b> test images will be inspected after training")
         if c["anomalous"]:
             text += f"; {c['anomalous']} are labelled anomalous, so you will see how well the model finds them"
-        self.summary.setText(text + ".")
+        text += "."
+        if len(train) - bad < MIN_IMAGES_FOR_THRESHOLDS:
+            text += (f"<br><span style='color:#c62828'>Training needs at least {MIN_IMAGES_FOR_THRESHOLDS} good "
+                     "images: some are held out to set the threshold. Add good images to the train split.</span>")
+        self.summary.setText(text)
         if not self.name.text():
             self.name.setText(f"model-{len(self.project.models()) + 1}")
 
+    def n_good(self) -> int:
+        """Readable training images not labelled anomalous."""
+        return sum(1 for r in self.project.images(split="train") if r.readable is not False and r.label != "anomalous")
+
     def isComplete(self) -> bool:
-        return bool(self.name.text().strip()) and any(
-            r.readable is not False and r.label != "anomalous" for r in self.project.images(split="train"))
+        return bool(self.name.text().strip()) and self.n_good() >= MIN_IMAGES_FOR_THRESHOLDS
 
 
 class MethodPage(QWizardPage):

@@ -188,6 +188,23 @@ def test_train_view_review_reopen(window, dataset, qtbot, tmp_path):
     assert window.viewer.amap is not None and not window.viewer.overlay.pixmap().isNull()
 
 
+def test_wizard_asks_for_enough_good_images(window, qtbot, tmp_path):
+    from inspector.project.demo import make_folder
+
+    window.new_project(tmp_path / "p")
+    window.add_images(make_folder(tmp_path / "few", n=4, n_bad=0), "train")
+    wiz = window.open_wizard()
+    page = wiz.data_page
+    assert not page.isComplete() and "at least 5 good images" in page.summary.text()
+    window.add_images(make_folder(tmp_path / "more", n=1, n_bad=0, seed=7), "train")
+    wiz.reject()
+    qtbot.waitUntil(lambda: window.wizard is None)
+    wiz = window.open_wizard()
+    assert wiz.data_page.isComplete() and "at least" not in wiz.data_page.summary.text()
+    wiz.reject()
+    qtbot.waitUntil(lambda: window.wizard is None)
+
+
 def test_cancel_training_keeps_the_old_model(window, dataset, qtbot, tmp_path):
     window.new_project(tmp_path / "p")
     window.add_images(dataset, "mvtec")
