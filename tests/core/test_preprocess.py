@@ -1,4 +1,5 @@
-"""Resizing images into the network's frame: plain bilinear by default, antialiased on request."""
+"""Resizing images into the network's frame: plain bilinear by default, antialiased on request,
+never rounded back to 8 bits."""
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ def test_shrinking_filters_out_detail_the_frame_cannot_hold():
     img = _stripes(640)                                          # 2.5× shrink, like large MTD tiles
     smooth = Preprocess(256, interpolation="antialias").frame(img)
     plain = Preprocess(256, interpolation="linear").frame(img)
-    assert smooth.dtype == np.uint8 and smooth.shape == (256, 256, 3)
+    assert smooth.dtype == np.float32 and smooth.shape == (256, 256, 3)
     inner = (slice(None), slice(4, -4))                          # away from the borders
     assert np.abs(smooth[inner].astype(int) - 127).max() <= 8    # the stripes average to grey
     assert np.abs(plain[inner].astype(int) - 127).max() >= 60    # bilinear alone aliases them into bands
@@ -27,7 +28,15 @@ def test_growing_is_plain_bilinear_either_way():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
     np.testing.assert_array_equal(Preprocess(256).frame(img),
-                                  cv2.resize(img, (256, 256), interpolation=cv2.INTER_LINEAR))
+                                  cv2.resize(img.astype(np.float32), (256, 256), interpolation=cv2.INTER_LINEAR))
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "antialias"])
+def test_frames_keep_the_fractions_that_resizing_makes(interpolation):
+    row = np.tile([0, 1], 32).astype(np.uint8)                  # columns 0, 1, 0, 1, ...
+    img = np.repeat(np.tile(row, (64, 1))[:, :, None], 3, axis=2)
+    frame = Preprocess(32, interpolation=interpolation).frame(img)
+    np.testing.assert_allclose(frame[4:-4, 4:-4], 0.5, atol=0.02)   # 8-bit rounding would give 0 or 1
 
 
 def test_interpolation_is_saved_and_older_models_keep_plain_bilinear():

@@ -225,7 +225,7 @@ def anomalies_from(spec, masks=None) -> List[Tuple[Path, Optional[Path]]]:
 
 
 def _read_normals(source: FrameSource, job: Job) -> List[np.ndarray]:
-    """Frames (uint8) of the normal images; unreadable files skipped and listed as FrameSource does."""
+    """Frames of the normal images; unreadable files skipped and listed as FrameSource does."""
     return [f for chunk in source.frames(job) for f in chunk]
 
 
