@@ -108,27 +108,28 @@ class DataPage(QWizardPage):
 
     def initializePage(self) -> None:
         c = self.project.counts()
-        train = [r for r in self.project.images(split="train") if r.label != "anomalous"]
-        bad = sum(1 for r in train if r.readable is False)
-        text = (f"<b>{len(train) - bad}</b> good images to learn from"
+        good, bad = self.train_counts()
+        text = (f"<b>{good}</b> good images to learn from"
                 + (f" ({bad} unreadable will be skipped)" if bad else "") + ".<br>"
                 f"<b>{c['test']}</b> test images will be inspected after training")
         if c["anomalous"]:
             text += f"; {c['anomalous']} are labelled anomalous, so you will see how well the model finds them"
         text += "."
-        if len(train) - bad < MIN_IMAGES_FOR_THRESHOLDS:
+        if good < MIN_IMAGES_FOR_THRESHOLDS:
             text += (f"<br><span style='color:#c62828'>Training needs at least {MIN_IMAGES_FOR_THRESHOLDS} good "
                      "images: some are held out to set the threshold. Add good images to the train split.</span>")
         self.summary.setText(text)
         if not self.name.text():
             self.name.setText(f"model-{len(self.project.models()) + 1}")
 
-    def n_good(self) -> int:
-        """Readable training images not labelled anomalous."""
-        return sum(1 for r in self.project.images(split="train") if r.readable is not False and r.label != "anomalous")
+    def train_counts(self) -> Tuple[int, int]:
+        """(good, unreadable) among the training images not labelled anomalous."""
+        train = [r for r in self.project.images(split="train") if r.label != "anomalous"]
+        bad = sum(1 for r in train if r.readable is False)
+        return len(train) - bad, bad
 
     def isComplete(self) -> bool:
-        return bool(self.name.text().strip()) and self.n_good() >= MIN_IMAGES_FOR_THRESHOLDS
+        return bool(self.name.text().strip()) and self.train_counts()[0] >= MIN_IMAGES_FOR_THRESHOLDS
 
 
 class MethodPage(QWizardPage):
