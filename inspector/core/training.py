@@ -1,16 +1,18 @@
 """Train a model on normal images and set its thresholds: the job behind ``inspector train``,
 the training wizard and ``evaluate``.
 
-Thresholds come from normal images held out from training (never seen by the bank): by default
-10% of them, at least 1 once there are 5 images, at most 25 (:mod:`holdout`).  The image
-threshold is ``mean+3std`` (or ``percentile`` 99) of their image scores; the pixel threshold, used
-to outline regions on anomaly maps, is mean + 3 std of their maps' maxima, i.e. what a normal
-image's map reaches.  With fewer than 5 images nothing is held out and the thresholds stay unset
-(infinite) until a user sets them.
+Thresholds come from scores of normal images the model never learned from (:mod:`holdout`):
+under 100 images every image is scored by a model trained on the other folds (5-fold cross-fit)
+and the final model trains on all of them; from 100 images on, and for APC, 10% of the images
+(at most 25) are held out.  The image threshold is ``mean+3std`` (or ``percentile`` 99) of those
+image scores; the pixel threshold, used to outline regions on anomaly maps, is mean + 3 std of
+their maps' maxima, i.e. what a normal image's map reaches.  With fewer than 5 images the
+thresholds stay unset (infinite) until a user sets them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -23,9 +25,9 @@ import torch
 from .. import __version__
 from .backbones import DEFAULT_BACKBONE
 from .errors import DatasetError, InspectorError
-from .holdout import default_holdout, split_holdout
+from .holdout import Calibration, CrossFit, HoldOut, default_calibration, split_folds, split_holdout
 from .jobs import Job, as_job
-from .methods.base import AnomalyModel, FitContext, FrameSource, get_method
+from .methods.base import AnomalyModel, FitContext, FrameSource, Method, get_method
 from .preprocess import Preprocess
 from . import thresholds as th
 
@@ -40,7 +42,7 @@ class TrainSettings:
     crop: Optional[int] = None            # None: the whole image (the default for users' models)
     interpolation: str = "linear"         # resizing filter, "linear" or "antialias" (preprocess.py)
     threshold: str = "mean+3std"          # or "percentile"
-    holdout: Optional[int] = None         # None: default_holdout(n)
+    holdout: Optional[int] = None         # None: holdout.default_calibration; N: hold out N images
     seed: int = 0
     device: Optional[str] = None
     options: Dict = field(default_factory=dict)   # method options, e.g. {"coreset_ratio": 0.1}
@@ -71,49 +73,94 @@ def dataset_sha256(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
-def calibrate(model: AnomalyModel, holdout: FrameSource, strategy: str, job: Job) -> np.ndarray:
-    """Score the held-out normal images and set the model's image and pixel thresholds."""
-    scores, maps = model.score_frames(holdout.batches(job, None), job, len(holdout),
-                                      stage="calibrating thresholds")
-    if len(scores) == 0:
-        return scores
-    model.image_threshold = th.choose(strategy, scores)
-    model.pixel_threshold = th.map_peaks(maps)
-    return scores
+def set_thresholds(model: AnomalyModel, scores: np.ndarray, maps: np.ndarray, strategy: str,
+                   how: str = "") -> None:
+    """Image threshold by ``strategy`` from normal images' scores, pixel threshold from their maps;
+    ``how`` (e.g. "5-fold cross-fit") is added to each threshold's description."""
+    image, pixel = th.choose(strategy, scores), th.map_peaks(maps)
+    if how:
+        image = dataclasses.replace(image, detail=f"{image.detail}, {how}")
+        pixel = dataclasses.replace(pixel, detail=f"{pixel.detail}, {how}")
+    model.image_threshold, model.pixel_threshold = image, pixel
+
+
+def cross_fit_scores(method: Method, paths: Sequence[Path], ctx: FitContext, folds: int,
+                     job: Job) -> Tuple[np.ndarray, np.ndarray]:
+    """Scores and maps of ``paths``, each from a model trained on the other folds (in path order)."""
+    paths = list(paths)
+    scores = np.zeros(len(paths), np.float32)
+    maps: Optional[np.ndarray] = None
+    for k, fold in enumerate(split_folds(len(paths), folds, ctx.seed)):
+        stage_job = Job(lambda stage, done, total, k=k: job.progress(
+            f"thresholds, fold {k + 1} of {folds}: {stage}", done, total), job.cancel)
+        inside = set(fold.tolist())
+        model = method.fit(FrameSource([p for i, p in enumerate(paths) if i not in inside], ctx.preprocess),
+                           ctx, stage_job)
+        held = FrameSource([paths[i] for i in fold], ctx.preprocess)
+        s, m = model.score_frames(held.batches(stage_job, None), stage_job, len(held), stage="scoring")
+        if len(s) != len(fold):     # an image that was readable a moment ago is not any more
+            raise DatasetError(f"{len(fold) - len(s)} image(s) became unreadable during training")
+        if maps is None:
+            maps = np.zeros((len(paths),) + m.shape[1:], np.float32)
+        scores[fold], maps[fold] = s, m
+        del model
+    return scores, maps
 
 
 def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = None) -> TrainResult:
-    """Train ``settings.method`` on the normal images ``paths``; thresholds from a held-out part."""
+    """Train ``settings.method`` on the normal images ``paths`` and set its thresholds from images
+    it did not learn from (:mod:`holdout`)."""
     job = as_job(job)
     t0 = time.perf_counter()
-    paths = [Path(p) for p in paths]
+    paths = sorted(Path(p) for p in paths)
     if not paths:
         raise DatasetError("no training images")
     if settings.threshold not in th.STRATEGIES:
         raise InspectorError(f"unknown threshold strategy '{settings.threshold}' "
                              f"(choose one of: {', '.join(th.STRATEGIES)})")
-    n_hold = default_holdout(len(paths)) if settings.holdout is None else int(settings.holdout)
-    train_paths, hold_paths = split_holdout(paths, n_hold, settings.seed)
-    preprocess = settings.preprocess()
     method = get_method(settings.method)()
+    plan: Calibration = (HoldOut(int(settings.holdout)) if settings.holdout is not None
+                         else default_calibration(len(paths), method.cross_fit))
+    preprocess = settings.preprocess()
     device = torch.device(settings.device) if settings.device else None
     ctx = FitContext(settings.backbone, preprocess, settings.weights, settings.random_weights,
                      settings.seed, device, dict(settings.options), list(settings.anomalies))
-    source = FrameSource(train_paths, preprocess)
-    model = method.fit(source, ctx, job)
-    holdout = FrameSource(hold_paths, preprocess)
-    scores = calibrate(model, holdout, settings.threshold, job) if hold_paths else np.zeros(0, np.float32)
+    if isinstance(plan, CrossFit):
+        source = FrameSource(paths, preprocess)
+        model = method.fit(source, ctx, job)
+        folds = min(plan.folds, len(source.used))
+        if folds >= 2:
+            scores, maps = cross_fit_scores(method, source.used, ctx, folds, job)
+            set_thresholds(model, scores, maps, settings.threshold, CrossFit(folds).describe())
+        else:
+            scores = np.zeros(0, np.float32)
+        skipped, n_scored, n_holdout = list(source.skipped), len(scores), 0
+    else:
+        train_paths, hold_paths = split_holdout(paths, plan.n, settings.seed)
+        source = FrameSource(train_paths, preprocess)
+        model = method.fit(source, ctx, job)
+        holdout = FrameSource(hold_paths, preprocess)
+        scores = np.zeros(0, np.float32)
+        if hold_paths:
+            scores, maps = model.score_frames(holdout.batches(job, None), job, len(holdout),
+                                              stage="calibrating thresholds")
+            if len(scores):
+                set_thresholds(model, scores, maps, settings.threshold)
+        skipped = source.skipped + holdout.skipped
+        n_scored = n_holdout = len(holdout.used)
     used = source.used
     model.meta.update({
         "inspector_version": __version__,
         "training": {
             "n_images": len(used),
-            "n_holdout": len(holdout.used) if hold_paths else 0,
+            "n_holdout": n_holdout,
+            "calibration": {"rule": "cross-fit" if isinstance(plan, CrossFit) else "hold-out",
+                            "folds": plan.folds if isinstance(plan, CrossFit) else 0,
+                            "n_scored": n_scored},
             "sha256": dataset_sha256(used),
             "folder": str(used[0].parent) if used else None,
-            "skipped": [[str(p), why] for p, why in source.skipped + (holdout.skipped if hold_paths else [])],
+            "skipped": [[str(p), why] for p, why in skipped],
             "seed": settings.seed,
         },
     })
-    skipped = source.skipped + (holdout.skipped if hold_paths else [])
     return TrainResult(model, skipped, scores, len(used), time.perf_counter() - t0)

@@ -19,7 +19,7 @@ FAST = dict(backbone="resnet18", random_weights=True, resize=64, options={"cores
 
 @pytest.fixture
 def trained(good_dir):
-    return train_model(list_images(good_dir), TrainSettings(**FAST))
+    return train_model(list_images(good_dir), TrainSettings(**FAST, holdout=1))
 
 
 def test_defect_scores_above_normal(trained):
@@ -38,9 +38,42 @@ def test_defect_scores_above_normal(trained):
 
 def test_thresholds_come_from_held_out_normal_images(trained):
     m = trained.model
-    assert trained.n_train == 11 and len(trained.holdout_scores) == 1   # 10% of 12
+    assert trained.n_train == 11 and len(trained.holdout_scores) == 1
     assert m.image_threshold.method == "mean+3std" and m.image_threshold.n == 1
     assert np.isfinite(m.pixel_threshold.value)
+    assert m.meta["training"]["calibration"] == {"rule": "hold-out", "folds": 0, "n_scored": 1}
+
+
+def test_small_sets_set_thresholds_by_cross_fitting(good_dir):
+    # 12 images: a 10% hold-out would be one image (std 0); instead each image is scored by a
+    # model trained on the other folds, and the final model learns from all twelve
+    paths = list_images(good_dir)
+    stages = []
+    result = train_model(paths, TrainSettings(**FAST), Job(lambda s, d, t: stages.append(s)))
+    m = result.model
+    assert result.n_train == 12 and len(result.holdout_scores) == 12
+    assert m.meta["training"]["calibration"] == {"rule": "cross-fit", "folds": 5, "n_scored": 12}
+    assert m.image_threshold.n == 12 and "5-fold cross-fit" in m.image_threshold.detail
+    assert np.isfinite(m.pixel_threshold.value)
+    assert any(s.startswith("thresholds, fold 5 of 5:") for s in stages)
+    # the final model has every image in its bank, so it scores them lower than the folds did,
+    # which had not seen them
+    in_bank = np.array([p.score for p in m.predict([texture(i) for i in range(12)])])
+    assert (result.holdout_scores > in_bank).all()
+    # the threshold is mean + 3 std of those out-of-fold scores
+    s = result.holdout_scores.astype(np.float64)
+    assert m.image_threshold.value == pytest.approx(s.mean() + 3 * s.std(), rel=1e-5)
+
+
+def test_cancel_during_cross_fit_raises(good_dir):
+    token = CancelToken()
+
+    def progress(stage, done, total):
+        if stage.startswith("thresholds, fold 2"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train_model(list_images(good_dir), TrainSettings(**FAST), Job(progress, token))
 
 
 def test_save_and_load_give_identical_scores(trained, tmp_path):
@@ -137,6 +170,7 @@ def test_unreadable_training_images_are_skipped_and_reported(good_dir):
 
 def test_exact_and_hnsw_agree_on_easy_data(good_dir):
     opts = dict(FAST)
+    opts["holdout"] = 0
     hnsw = train_model(list_images(good_dir), TrainSettings(**{**opts, "options": {"coreset_ratio": 0.5, "index": "hnsw", "ef_search": 256}}))
     exact = train_model(list_images(good_dir), TrainSettings(**{**opts, "options": {"coreset_ratio": 0.5, "index": "exact"}}))
     imgs = [texture(80), with_defect(texture(81))[0]]

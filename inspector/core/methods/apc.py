@@ -307,6 +307,7 @@ def fine_tune(net: APCNet, normals: List[np.ndarray], anomalies: List[np.ndarray
 @register
 class APC(Method):
     name = "apc"
+    cross_fit = False     # fine-tuning once per fold would multiply its training time
     model_class = APCModel
 
     def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> APCModel:

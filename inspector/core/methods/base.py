@@ -184,6 +184,9 @@ class Method(ABC):
 
     name: ClassVar[str]
     model_class: ClassVar[Type[AnomalyModel]]
+    # Training may be repeated per fold to set thresholds on small sets (holdout.CrossFit);
+    # a method whose training is too slow for that says False and gets a plain hold-out.
+    cross_fit: ClassVar[bool] = True
 
     @abstractmethod
     def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> AnomalyModel:
