@@ -117,7 +117,7 @@ def _settings(args, **extra):
 
 def cmd_train(args) -> int:
     from .core.datasets import training_images
-    from .core.holdout import MIN_IMAGES_FOR_THRESHOLDS
+    from .core.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
     from .core.images import describe_skipped
     from .core.modelfile import save_model
     from .core.training import train_model
@@ -145,6 +145,9 @@ def cmd_train(args) -> int:
     if math.isfinite(m.image_threshold.value):
         print(f"image threshold {m.image_threshold.value:.4g} ({m.image_threshold.detail})")
         print(f"pixel threshold {m.pixel_threshold.value:.4g} ({m.pixel_threshold.detail})")
+        caveat = threshold_caveat(result.n_train)
+        if caveat:
+            print(f"note: {caveat}", file=sys.stderr)
     else:
         print(f"no thresholds: under {MIN_IMAGES_FOR_THRESHOLDS} images, none can be held out to set them; "
               "predict will give scores and maps but no verdicts (add images, or pass predict --threshold VALUE)")

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QWizardPage)
 
 from .. import core
-from ..core.holdout import MIN_IMAGES_FOR_THRESHOLDS
+from ..core.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
 from ..project import Project
 from ..project.training_run import TrainOutcome, train_in_project
 from .charts import ScoreHistogram
@@ -115,9 +115,13 @@ class DataPage(QWizardPage):
         if c["anomalous"]:
             text += f"; {c['anomalous']} are labelled anomalous, so you will see how well the model finds them"
         text += "."
+        caveat = threshold_caveat(good)
         if good < MIN_IMAGES_FOR_THRESHOLDS:
             text += (f"<br><span style='color:#c62828'>Training needs at least {MIN_IMAGES_FOR_THRESHOLDS} good "
-                     "images: some are held out to set the threshold. Add good images to the train split.</span>")
+                     "images: the threshold is set from good images the model did not learn from. "
+                     "Add good images to the train split.</span>")
+        elif caveat:
+            text += f"<br><span style='color:#b26a00'>{caveat[0].upper() + caveat[1:]}.</span>"
         self.summary.setText(text)
         if not self.name.text():
             self.name.setText(f"model-{len(self.project.models()) + 1}")

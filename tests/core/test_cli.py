@@ -16,6 +16,9 @@ def test_train_then_predict(good_dir, mvtec_category, tmp_path, capsys):
     model = tmp_path / "m.inspector"
     assert main(["train", str(good_dir), "-o", str(model), *FAST]) == 0
     assert model.is_file()
+    trained = capsys.readouterr()
+    assert "trained patchcore on 12 images" in trained.out and "5-fold cross-fit" in trained.out
+    assert "note: only 12 good images" in trained.err          # a small set's threshold is uncertain
     out = tmp_path / "out"
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "broken.png").write_bytes(b"xx")

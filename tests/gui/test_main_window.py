@@ -200,7 +200,14 @@ def test_wizard_asks_for_enough_good_images(window, qtbot, tmp_path):
     wiz.reject()
     qtbot.waitUntil(lambda: window.wizard is None)
     wiz = window.open_wizard()
-    assert wiz.data_page.isComplete() and "at least" not in wiz.data_page.summary.text()
+    text = wiz.data_page.summary.text()
+    assert wiz.data_page.isComplete() and "at least" not in text
+    assert "Only 5 good images" in text and "uncertain" in text     # it trains, with a caveat
+    wiz.reject()
+    qtbot.waitUntil(lambda: window.wizard is None)
+    window.add_images(make_folder(tmp_path / "many", n=15, n_bad=0, seed=8), "train")
+    wiz = window.open_wizard()
+    assert wiz.data_page.isComplete() and "uncertain" not in wiz.data_page.summary.text()
     wiz.reject()
     qtbot.waitUntil(lambda: window.wizard is None)
 
