@@ -8,8 +8,7 @@ did not learn from.  Two strategies (:func:`default_calibration` picks one):
   from a model that never saw it, and the final model trains on all of them.  With a hold-out,
   a 12-image set would set its threshold from a single image (std 0): on bottle that flagged
   5-95% of the good test images (RESULTS.md, "Thresholds on small training sets").
-- :class:`HoldOut`, for larger sets, and for methods whose training is too slow to repeat per
-  fold (APC): 10% of the images, at least 1, at most 25, kept out of training.
+- :class:`HoldOut`, for larger sets: 10% of the images, at most 25, kept out of training.
 
 With fewer than :data:`MIN_IMAGES_FOR_THRESHOLDS` images nothing is held out and the thresholds
 stay unset.  Kept apart from :mod:`training` (numpy only) so that the GUI can state the rule
@@ -65,11 +64,11 @@ def default_holdout(n_images: int) -> int:
     return int(min(25, max(1, round(0.1 * n_images))))
 
 
-def default_calibration(n_images: int, cross_fit: bool = True) -> Calibration:
-    """Cross-fit small sets (when the method allows it), hold out 10% of larger ones."""
+def default_calibration(n_images: int) -> Calibration:
+    """Cross-fit small sets, hold out 10% of larger ones."""
     if n_images < MIN_IMAGES_FOR_THRESHOLDS:
         return HoldOut(0)
-    if cross_fit and n_images < CROSS_FIT_BELOW:
+    if n_images < CROSS_FIT_BELOW:
         return CrossFit(min(CROSS_FIT_FOLDS, n_images))
     return HoldOut(default_holdout(n_images))
 

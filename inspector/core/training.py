@@ -3,8 +3,8 @@ the training wizard and ``evaluate``.
 
 Thresholds come from scores of normal images the model never learned from (:mod:`holdout`):
 under 100 images every image is scored by a model trained on the other folds (5-fold cross-fit)
-and the final model trains on all of them; from 100 images on, and for APC, 10% of the images
-(at most 25) are held out.  The image threshold is ``mean+3std`` (or ``percentile`` 99) of those
+and the final model trains on all of them; from 100 images on, 10% of the images (at most 25) are
+held out.  The image threshold is ``mean+3std`` (or ``percentile`` 99) of those
 image scores; the pixel threshold, used to outline regions on anomaly maps, is mean + 3 std of
 their maps' maxima, i.e. what a normal image's map reaches.  With fewer than 5 images the
 thresholds stay unset (infinite) until a user sets them.
@@ -84,9 +84,10 @@ def set_thresholds(model: AnomalyModel, scores: np.ndarray, maps: np.ndarray, st
     model.image_threshold, model.pixel_threshold = image, pixel
 
 
-def cross_fit_scores(method: Method, paths: Sequence[Path], ctx: FitContext, folds: int,
-                     job: Job) -> Tuple[np.ndarray, np.ndarray]:
-    """Scores and maps of ``paths``, each from a model trained on the other folds (in path order)."""
+def cross_fit_scores(method: Method, final: AnomalyModel, paths: Sequence[Path], ctx: FitContext,
+                     folds: int, job: Job) -> Tuple[np.ndarray, np.ndarray]:
+    """Scores and maps of ``paths`` (in order), each from a model that learnt only from the other
+    folds (``method.fit_fold``; ``final`` is the model trained on all of them)."""
     paths = list(paths)
     scores = np.zeros(len(paths), np.float32)
     maps: Optional[np.ndarray] = None
@@ -94,8 +95,8 @@ def cross_fit_scores(method: Method, paths: Sequence[Path], ctx: FitContext, fol
         stage_job = Job(lambda stage, done, total, k=k: job.progress(
             f"thresholds, fold {k + 1} of {folds}: {stage}", done, total), job.cancel)
         inside = set(fold.tolist())
-        model = method.fit(FrameSource([p for i, p in enumerate(paths) if i not in inside], ctx.preprocess),
-                           ctx, stage_job)
+        model = method.fit_fold(final, FrameSource([p for i, p in enumerate(paths) if i not in inside],
+                                                   ctx.preprocess), ctx, stage_job)
         held = FrameSource([paths[i] for i in fold], ctx.preprocess)
         s, m = model.score_frames(held.batches(stage_job, None), stage_job, len(held), stage="scoring")
         if len(s) != len(fold):     # an image that was readable a moment ago is not any more
@@ -120,7 +121,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
                              f"(choose one of: {', '.join(th.STRATEGIES)})")
     method = get_method(settings.method)()
     plan: Calibration = (HoldOut(int(settings.holdout)) if settings.holdout is not None
-                         else default_calibration(len(paths), method.cross_fit))
+                         else default_calibration(len(paths)))
     preprocess = settings.preprocess()
     device = torch.device(settings.device) if settings.device else None
     ctx = FitContext(settings.backbone, preprocess, settings.weights, settings.random_weights,
@@ -130,7 +131,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
         model = method.fit(source, ctx, job)
         folds = min(plan.folds, len(source.used))
         if folds >= 2:
-            scores, maps = cross_fit_scores(method, source.used, ctx, folds, job)
+            scores, maps = cross_fit_scores(method, model, source.used, ctx, folds, job)
             set_thresholds(model, scores, maps, settings.threshold, CrossFit(folds).describe())
         else:
             scores = np.zeros(0, np.float32)

@@ -231,6 +231,12 @@ def test_train_score_and_progress(trained):
     assert [(d, t) for _, d, t in tuning] == [(1, 2), (2, 2)]
     assert "cls" in tuning[0][0] and "seg" in tuning[0][0] and "rec" in tuning[0][0]
     assert any(s[0] == "extracting features" for s in stages)
+    # 12 normal images: thresholds by cross-fit, each fold rebuilding only the bank on the
+    # encoder tuned once (fine-tuning per fold would multiply the training time)
+    assert model.meta["training"]["calibration"] == {"rule": "cross-fit", "folds": 5, "n_scored": 12}
+    assert trained.n_train == 12 and np.isfinite(model.image_threshold.value)
+    folds = [s[0] for s in stages if s[0].startswith("thresholds, fold")]
+    assert any("5 of 5: coreset" in f for f in folds) and not any("fine-tuning" in f for f in folds)
     info = model.apc_options
     assert info["n_anomalous"] == 3 and info["n_with_mask"] == 2 and len(info["losses"]) == 2
     assert info["options"]["w_cls"] == 10.0 and model.options.coreset_ratio == 0.5

@@ -15,9 +15,6 @@ def test_default_calibration_by_set_size():
     assert default_calibration(CROSS_FIT_BELOW - 1) == CrossFit(5)
     assert default_calibration(CROSS_FIT_BELOW) == HoldOut(10)                 # 10%
     assert default_calibration(1000) == HoldOut(25)                            # capped
-    # a method that cannot afford to train once per fold holds images out instead
-    assert default_calibration(12, cross_fit=False) == HoldOut(1)
-    assert default_calibration(60, cross_fit=False) == HoldOut(6)
 
 
 def test_folds_partition_the_images_evenly_and_reproducibly():

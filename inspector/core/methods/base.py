@@ -184,13 +184,15 @@ class Method(ABC):
 
     name: ClassVar[str]
     model_class: ClassVar[Type[AnomalyModel]]
-    # Training may be repeated per fold to set thresholds on small sets (holdout.CrossFit);
-    # a method whose training is too slow for that says False and gets a plain hold-out.
-    cross_fit: ClassVar[bool] = True
-
     @abstractmethod
     def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> AnomalyModel:
         """Train on the normal images of ``source``."""
+
+    def fit_fold(self, model: AnomalyModel, source: FrameSource, ctx: FitContext, job: Job) -> AnomalyModel:
+        """A model that has learnt nothing from the images outside ``source``, to score a cross-fit
+        fold (:class:`holdout.CrossFit`); ``model`` is the one trained on all images.  By default,
+        train anew; a method may reuse what does not depend on the normal images."""
+        return self.fit(source, ctx, job)
 
 
 _METHODS: Dict[str, Type[Method]] = {}

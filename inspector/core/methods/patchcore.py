@@ -6,6 +6,7 @@ coreset and index (here), the anomaly map (:mod:`..anomaly_map`).
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Dict, Optional, Tuple
@@ -179,6 +180,13 @@ class PatchCoreModel(AnomalyModel):
         timings["index_seconds"] = time.perf_counter() - t0
         job.step("building index", 1, 1)
 
+    def refit_bank(self, source: FrameSource, seed: int, job: Job) -> "PatchCoreModel":
+        """A copy sharing this model's extractor and options, with a bank built from ``source`` alone."""
+        fold = copy.copy(self)
+        fold.meta = {}
+        fold.build_bank(source, seed, job)
+        return fold
+
     def state(self):
         # The index holds the bank's exact float32 vectors (every kind in search.py does), so the
         # file stores the bank once, as the index, and loading takes it back with vectors().
@@ -214,3 +222,6 @@ class PatchCore(Method):
         model.meta.update({"backbone": ctx.backbone, "weights": wsource.to_dict(),
                            "feature_dim": output_dim(extractor.channels, opts.d)})
         return model
+
+    def fit_fold(self, model, source, ctx, job):
+        return model.refit_bank(source, ctx.seed, job)     # same frozen backbone, no reload
