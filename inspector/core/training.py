@@ -25,7 +25,8 @@ import torch
 from .. import __version__
 from .backbones import DEFAULT_BACKBONE
 from .errors import DatasetError, InspectorError
-from .holdout import Calibration, CrossFit, HoldOut, default_calibration, split_folds, split_holdout
+from .holdout import (MIN_IMAGES_FOR_THRESHOLDS, Calibration, CrossFit, HoldOut, default_calibration, split_folds,
+                      split_holdout)
 from .jobs import Job, as_job
 from .methods.base import AnomalyModel, FitContext, FrameSource, Method, get_method
 from .preprocess import Preprocess
@@ -129,12 +130,11 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
     if isinstance(plan, CrossFit):
         source = FrameSource(paths, preprocess)
         model = method.fit(source, ctx, job)
-        folds = min(plan.folds, len(source.used))
-        if folds >= 2:
-            scores, maps = cross_fit_scores(method, model, source.used, ctx, folds, job)
-            set_thresholds(model, scores, maps, settings.threshold, CrossFit(folds).describe())
-        else:
-            scores = np.zeros(0, np.float32)
+        plan = CrossFit(min(plan.folds, len(source.used)))      # unreadable images leave fewer
+        scores = np.zeros(0, np.float32)
+        if len(source.used) >= MIN_IMAGES_FOR_THRESHOLDS:
+            scores, maps = cross_fit_scores(method, model, source.used, ctx, plan.folds, job)
+            set_thresholds(model, scores, maps, settings.threshold, plan.describe())
         skipped, n_scored, n_holdout = list(source.skipped), len(scores), 0
     else:
         train_paths, hold_paths = split_holdout(paths, plan.n, settings.seed)

@@ -65,6 +65,17 @@ def test_small_sets_set_thresholds_by_cross_fitting(good_dir):
     assert m.image_threshold.value == pytest.approx(s.mean() + 3 * s.std(), rel=1e-5)
 
 
+def test_cross_fit_counts_only_readable_images(good_dir):
+    # 6 files, 2 unreadable: 4 images are too few to set thresholds from
+    for p in sorted(good_dir.iterdir())[4:]:
+        p.unlink()
+    (good_dir / "zz_a.png").write_bytes(b"garbage")
+    (good_dir / "zz_b.png").write_bytes(b"garbage")
+    result = train_model(list_images(good_dir), TrainSettings(**FAST))
+    assert result.n_train == 4 and len(result.skipped) == 2
+    assert len(result.holdout_scores) == 0 and not np.isfinite(result.model.image_threshold.value)
+
+
 def test_cancel_during_cross_fit_raises(good_dir):
     token = CancelToken()
 
