@@ -77,14 +77,16 @@ def test_cross_fit_counts_only_readable_images(good_dir):
 
 
 def test_cancel_during_cross_fit_raises(good_dir):
-    token = CancelToken()
+    token, stages = CancelToken(), []
 
     def progress(stage, done, total):
+        stages.append(stage)
         if stage.startswith("thresholds, fold 2"):
             token.cancel()
 
     with pytest.raises(Cancelled):
         train_model(list_images(good_dir), TrainSettings(**FAST), Job(progress, token))
+    assert not any(s.startswith("thresholds, fold 3") for s in stages)     # it stopped in fold 2
 
 
 def test_save_and_load_give_identical_scores(trained, tmp_path):

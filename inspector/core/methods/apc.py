@@ -363,6 +363,6 @@ class APC(Method):
 
     def fit_fold(self, model, source, ctx, job):
         # Fine-tuning once per fold would multiply APC's training time, so a fold keeps the encoder
-        # tuned on all images and rebuilds only the bank. The encoder has seen the fold's images,
-        # which makes their scores slightly optimistic; the bank, which has not, is what scores them.
+        # tuned on all images and rebuilds only the bank. The encoder has seen the fold's images, so
+        # their scores may come out a little low; the bank, which has not seen them, sets the scores.
         return model.refit_bank(source, ctx.seed, job)

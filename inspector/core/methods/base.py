@@ -184,6 +184,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     model_class: ClassVar[Type[AnomalyModel]]
+
     @abstractmethod
     def fit(self, source: FrameSource, ctx: FitContext, job: Optional[Job] = None) -> AnomalyModel:
         """Train on the normal images of ``source``."""
