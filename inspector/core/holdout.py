@@ -51,7 +51,7 @@ class CrossFit:
     folds: int
 
     def describe(self) -> str:
-        return f"each scored by a model trained without it ({self.folds}-fold cross-fit)"
+        return f"{self.folds}-fold cross-fit: each scored by a model trained without it"
 
 
 Calibration = Union[HoldOut, CrossFit]
