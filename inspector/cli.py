@@ -299,6 +299,11 @@ def cmd_gui(args) -> int:
     return gui_main(args.path)
 
 
+def cmd_screenshots(args) -> int:
+    from .gui.screenshots import main as shots_main
+    return shots_main([args.out_dir] + (["--mask"] if args.mask else []) + (["--generated"] if args.generated else []))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .core.search import INDEXES
     p = argparse.ArgumentParser(prog="inspector", description="Visual quality inspection with anomaly detection.")
@@ -355,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
+
+    sh = sub.add_parser("screenshots", help="render the application's screenshots offscreen: builds a project, "
+                        "trains through the wizard, inspects and reviews (the packaged app's self-check)")
+    sh.add_argument("out_dir", help="folder for the PNGs")
+    sh.add_argument("--generated", action="store_true",
+                    help="generated images and random weights, even where ../shared is present")
+    sh.add_argument("--mask", action="store_true", help="only the mask-painting screenshot (no training)")
+    sh.set_defaults(func=cmd_screenshots)
 
     a = sub.add_parser("ablation", add_help=False,
                        help="N-pad ablation (paper table 3): maps A, B, A+B, with and without shifting")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the built application (dist/inspector/inspector) on generated images: it must start, train,
-# predict and open its window. build.sh calls it, so a build that cannot run fails at build time.
+# predict, open its window, and train through the wizard (a spawned worker process). build.sh calls it, so a build that cannot run fails at build time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 app=dist/inspector/inspector
@@ -23,4 +23,11 @@ QT_QPA_PLATFORM=offscreen timeout 15 "$app" gui "$tmp/parts" > "$tmp/gui.log" 2>
 rc=$?
 set -e
 [ "$rc" -eq 124 ] || { echo "smoke: the application window exited with status $rc:" >&2; cat "$tmp/gui.log" >&2; exit 1; }
-echo "smoke test passed: $app starts, trains, predicts and opens its window"
+# The GUI's whole loop, driven offscreen: a project, training through the wizard (which runs in a
+# spawned process: the part a frozen app is most likely to break), inspection and review.
+QT_QPA_PLATFORM=offscreen timeout 600 "$app" screenshots "$tmp/shots" --generated > "$tmp/shots.log" 2>&1 \
+    || { echo "smoke: the GUI loop failed:" >&2; tail -20 "$tmp/shots.log" >&2; exit 1; }
+for png in wizard_result viewer review mask; do
+    [ -s "$tmp/shots/$png.png" ] || { echo "smoke: the GUI loop wrote no $png.png" >&2; exit 1; }
+done
+echo "smoke test passed: $app starts, trains, predicts, opens its window and trains through the wizard"

@@ -51,3 +51,15 @@ def test_drop_folders(window, tmp_path, dataset):
     assert window.project.counts()["train"] == 13
     window.handle_drop(tmp_path / "good" / "part_000.png")
     assert "drop folders" in window.message.text.text()
+
+
+def test_screenshots_command_renders_the_mask_view(tmp_path):
+    # `inspector screenshots` is how the packaged app checks its own GUI (packaging/smoke.sh
+    # runs it in full there: a project, training through the wizard, review); here only the
+    # quick part, which needs no training
+    code = "import sys; from inspector.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = run_python(code, tmp_path, "screenshots", str(tmp_path / "shots"), "--mask", "--generated")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    png = tmp_path / "shots" / "mask.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "shots" / "wizard.png").exists()
