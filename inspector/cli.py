@@ -147,6 +147,7 @@ def cmd_train(args) -> int:
         print(f"pixel threshold {m.pixel_threshold.value:.4g} ({m.pixel_threshold.detail})")
         caveat = threshold_caveat(result.n_train)
         if caveat:
+            sys.stdout.flush()      # after the figures it qualifies, also when both go to one file
             print(f"note: {caveat}", file=sys.stderr)
     else:
         print(f"no thresholds: under {MIN_IMAGES_FOR_THRESHOLDS} images, none can be held out to set them; "
