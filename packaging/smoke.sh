@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the built application (dist/inspector/inspector) on generated images: it must start, train,
-# predict, open its window, and train through the wizard (a spawned worker process). build.sh calls it, so a build that cannot run fails at build time.
+# predict, open its window, and train through the wizard (a spawned worker process). build.sh calls
+# it, so a build that cannot run fails at build time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 app=dist/inspector/inspector
