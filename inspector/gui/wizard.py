@@ -105,10 +105,12 @@ class DataPage(QWizardPage):
         self.name = QLineEdit()
         lay.addRow("Model name", self.name)
         self.registerField("name*", self.name)
+        self._good = 0          # good training images, counted when the page is shown
 
     def initializePage(self) -> None:
         c = self.project.counts()
         good, bad = self.train_counts()
+        self._good = good
         text = (f"<b>{good}</b> good images to learn from"
                 + (f" ({bad} unreadable will be skipped)" if bad else "") + ".<br>"
                 f"<b>{c['test']}</b> test images will be inspected after training")
@@ -133,7 +135,8 @@ class DataPage(QWizardPage):
         return len(train) - bad, bad
 
     def isComplete(self) -> bool:
-        return bool(self.name.text().strip()) and self.train_counts()[0] >= MIN_IMAGES_FOR_THRESHOLDS
+        # called on every keystroke in the name field: uses the count taken by initializePage
+        return bool(self.name.text().strip()) and self._good >= MIN_IMAGES_FOR_THRESHOLDS
 
 
 class MethodPage(QWizardPage):
