@@ -79,9 +79,9 @@ def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> 
     p.add_argument("--crop", type=int, default=crop_default,
                    help="center crop after resizing" + (f" (default {crop_default})" if crop_default else
                                                         " (default: none, the whole image)"))
-    p.add_argument("--resize-filter", choices=list(INTERPOLATIONS), default="linear",
-                   help="resizing: plain bilinear (default) or antialiased when shrinking, as "
-                        "torchvision and anomalib (see RESULTS.md)")
+    p.add_argument("--resize-filter", choices=list(INTERPOLATIONS), default="antialias",
+                   help="resizing: antialiased when shrinking, as torchvision and anomalib (default), "
+                        "or plain bilinear (see RESULTS.md, 'Preprocessing')")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. --option k_channels=100 (repeatable)")
     p.add_argument("--seed", type=int, default=0)

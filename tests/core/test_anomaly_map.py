@@ -11,13 +11,13 @@ GRID = np.array([[[0.0, 1.0], [2.0, 3.0]]], np.float32)     # one 2×2 grid
 
 
 def test_nearest_repeats_each_patch_score_over_its_block():
-    up = grid_to_maps(GRID, 8, sigma=0, upsampling="nearest")[0]
+    up = grid_to_maps(GRID, 8, sigma=0)[0]                    # the default
     expected = np.kron(GRID[0], np.ones((4, 4), np.float32))
     np.testing.assert_array_equal(up, expected)
 
 
 def test_bilinear_interpolates_between_patch_centres():
-    up = grid_to_maps(GRID, 8, sigma=0)[0]                    # the default
+    up = grid_to_maps(GRID, 8, sigma=0, upsampling="bilinear")[0]
     assert up[0, 0] == 0.0 and up[-1, -1] == 3.0              # corners keep their patch's score
     assert 0.0 < up[3, 3] < 3.0 and len(np.unique(up)) > 4    # values between patches, no blocks
     assert not np.array_equal(up, grid_to_maps(GRID, 8, sigma=0, upsampling="nearest")[0])
@@ -37,5 +37,7 @@ def test_unknown_upsampling_is_refused():
         grid_to_maps(GRID, 8, upsampling="cubic")
     with pytest.raises(InspectorError, match="map upsampling"):
         PatchCoreOptions.from_dict({"map_upsampling": "cubic"})
+    assert PatchCoreOptions.from_dict({}).map_upsampling == "nearest"      # new models
     # model files written before the option existed keep the bilinear maps they were made with
-    assert PatchCoreOptions.from_dict({}).map_upsampling == "bilinear"
+    assert PatchCoreOptions.from_saved({}).map_upsampling == "bilinear"
+    assert PatchCoreOptions.from_saved({"map_upsampling": "nearest"}).map_upsampling == "nearest"

@@ -290,13 +290,34 @@ def test_files_that_kept_the_bank_as_an_array_still_load(trained):
         _reload(model, {}, blobs, dict(meta, bank_size=len(model.bank) + 1))
 
 
-def test_map_upsampling_option_changes_maps_not_scores(trained):
+def _maps_with(model, upsampling, x):
+    """Scores and maps of ``x`` with the model's maps upsampled by ``upsampling`` (options restored)."""
     import dataclasses
+    saved = model.options
+    model.options = dataclasses.replace(saved, map_upsampling=upsampling)
+    try:
+        return model.score_batch(x), model.state()[0]["options"]["map_upsampling"]
+    finally:
+        model.options = saved
+
+
+def test_map_upsampling_option_changes_maps_not_scores(trained):
     model = trained.model
+    assert model.options.map_upsampling == "nearest"            # the default, as anomalib
     x = model.preprocess.batch([with_defect(texture(95), seed=4)[0]])
-    s_bi, m_bi = model.score_batch(x)
-    model.options = dataclasses.replace(model.options, map_upsampling="nearest")
-    s_nn, m_nn = model.score_batch(x)
+    (s_nn, m_nn), _ = _maps_with(model, "nearest", x)
+    (s_bi, m_bi), saved = _maps_with(model, "bilinear", x)
     np.testing.assert_array_equal(s_bi, s_nn)            # image scores come from the patch grid
     assert not np.allclose(m_bi, m_nn)
-    assert model.state()[0]["options"]["map_upsampling"] == "nearest"   # saved with the model
+    assert saved == "bilinear"                           # saved with the model
+
+
+def test_files_from_before_the_upsampling_option_keep_bilinear_maps(trained):
+    model = trained.model
+    meta, arrays, blobs = model.state()
+    del meta["options"]["map_upsampling"]                        # as written before the option existed
+    old = _reload(model, arrays, blobs, meta)
+    assert old.options.map_upsampling == "bilinear"
+    x = model.preprocess.batch([with_defect(texture(96), seed=5)[0]])
+    (_, bilinear), _ = _maps_with(model, "bilinear", x)
+    np.testing.assert_array_equal(old.score_batch(x)[1], bilinear)

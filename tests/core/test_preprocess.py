@@ -1,5 +1,5 @@
-"""Resizing images into the network's frame: plain bilinear by default, antialiased on request,
-never rounded back to 8 bits."""
+"""Resizing images into the network's frame: antialiased by default, plain bilinear on request
+(and for model files from before the choice existed), never rounded back to 8 bits."""
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ def test_frames_keep_the_fractions_that_resizing_makes(interpolation):
 
 
 def test_interpolation_is_saved_and_older_models_keep_plain_bilinear():
-    assert Preprocess(128, 112).interpolation == "linear"
+    assert Preprocess(128, 112).interpolation == "antialias"
     pp = Preprocess(128, 112, "antialias")
     assert Preprocess.from_dict(pp.to_dict()) == pp
     old = {"resize": 128, "crop": 112}                           # a file from before the field
@@ -53,9 +53,10 @@ def test_training_settings_and_cli_choose_the_filter():
     from inspector.cli import build_parser
     from inspector.core.errors import InspectorError
     from inspector.core.training import TrainSettings
-    assert TrainSettings(interpolation="antialias").preprocess().interpolation == "antialias"
+    assert TrainSettings().preprocess().interpolation == "antialias"
+    assert TrainSettings(interpolation="linear").preprocess().interpolation == "linear"
     with pytest.raises(InspectorError, match="interpolation"):
         TrainSettings(interpolation="cubic").preprocess()
-    args = build_parser().parse_args(["evaluate", "data", "--resize-filter", "antialias"])
-    assert args.resize_filter == "antialias"
-    assert build_parser().parse_args(["train", "data", "-o", "m.inspector"]).resize_filter == "linear"
+    args = build_parser().parse_args(["evaluate", "data", "--resize-filter", "linear"])
+    assert args.resize_filter == "linear"
+    assert build_parser().parse_args(["train", "data", "-o", "m.inspector"]).resize_filter == "antialias"

@@ -39,7 +39,8 @@ class PatchCoreOptions:
     reweight: bool = True                # the paper's reweighted image score; False: plain max
     b: int = 9                           # neighbourhood size for the reweighting (paper: 9)
     blur_sigma: float = 4.0              # anomaly-map smoothing (paper: 4)
-    map_upsampling: str = "bilinear"     # patch grid → frame (METHODS.md §1); "nearest" as anomalib
+    map_upsampling: str = "nearest"      # patch grid → frame: "nearest" as anomalib (default, README
+                                         # "Preprocessing"), or "bilinear" as METHODS.md §1
     batch_size: int = 16
 
     @classmethod
@@ -58,10 +59,19 @@ class PatchCoreOptions:
                                  f"(choose one of: {', '.join(UPSAMPLING)})")
         return opts
 
+    @classmethod
+    def from_saved(cls, d: Dict) -> "PatchCoreOptions":
+        """Options read from a model file: fields the file predates keep the value it was made with."""
+        return cls.from_dict({**SAVED_BEFORE_FIELD, **d})
+
     def to_dict(self) -> Dict:
         d = asdict(self)
         d["strides"] = list(self.strides)
         return d
+
+
+# Options whose default changed: what a model file written before the field existed was made with.
+SAVED_BEFORE_FIELD = {"map_upsampling": "bilinear"}
 
 
 def certify_maxima(bank: np.ndarray, rows: np.ndarray, patch_min: np.ndarray, nn_idx: np.ndarray,
@@ -196,7 +206,7 @@ class PatchCoreModel(AnomalyModel):
 
     @classmethod
     def from_state(cls, meta, arrays, blobs, preprocess, load_backbone):
-        opts = PatchCoreOptions.from_dict(meta["options"])
+        opts = PatchCoreOptions.from_saved(meta["options"])
         index = load_index(opts.index, np.frombuffer(blobs["index"], dtype=np.uint8), meta.get("index_params", {}))
         if "bank" in arrays:      # files from before the bank lived only in the index
             bank = np.ascontiguousarray(arrays["bank"], dtype=np.float32)
