@@ -24,6 +24,18 @@ def test_shrinking_filters_out_detail_the_frame_cannot_hold():
     assert np.abs(plain[inner].astype(int) - 127).max() >= 60    # bilinear alone aliases them into bands
 
 
+@pytest.mark.parametrize("shape", [(900, 700, 3), (300, 120, 3)])    # both axes shrink; one grows
+def test_antialiased_resize_is_torchs(shape):
+    import torch
+    import torch.nn.functional as F
+    img = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    t = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    ref = F.interpolate(t, size=(256, 256), mode="bilinear", antialias=True, align_corners=False)
+    ours = Preprocess(256).frame(img)
+    np.testing.assert_allclose(ours, ref[0].permute(1, 2, 0).numpy(), atol=1e-3)
+    assert not np.allclose(ours, Preprocess(256, interpolation="linear").frame(img), atol=1.0)
+
+
 def test_growing_is_plain_bilinear_either_way():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
