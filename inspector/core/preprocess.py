@@ -107,17 +107,30 @@ class Preprocess:
                    interpolation=str(d.get("interpolation", "linear")))   # older files: plain bilinear
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=64)
 def _axis_weights(n_in: int, n_out: int) -> scipy.sparse.csr_matrix:
     """The (n_out, n_in) weights of torch's antialiased bilinear resize along one axis.
 
-    The resize is linear and separable, so torch's own result for unit impulses gives its weights
-    exactly; each output pixel mixes about 2·n_in/n_out inputs, hence a sparse matrix."""
-    impulses = torch.eye(n_in, dtype=torch.float64)[None, None]          # one impulse per column
-    w = F.interpolate(impulses, size=(n_out, n_in), mode="bilinear", antialias=True, align_corners=False)
-    w = w[0, 0].numpy()
-    w[np.abs(w) < 1e-12] = 0.0
-    return scipy.sparse.csr_matrix(w.astype(np.float32))
+    torch's rule (ATen ``_compute_indices_min_size_weights_aa``, PIL's): output pixel i is centred
+    at scale·(i + 0.5) in the input, with scale = n_in / n_out, and takes a triangle filter
+    stretched by the scale when shrinking (support ±scale), normalised to sum 1.  Each output
+    mixes about 2·scale inputs, hence a sparse matrix; tests check it against torch itself."""
+    scale = n_in / n_out
+    support = scale if scale >= 1.0 else 1.0
+    inv = 1.0 / scale if scale >= 1.0 else 1.0
+    centre = scale * (np.arange(n_out) + 0.5)
+    lo = np.maximum((centre - support + 0.5).astype(np.int64), 0)
+    hi = np.minimum((centre + support + 0.5).astype(np.int64), n_in)
+    taps = int((hi - lo).max())
+    j = lo[:, None] + np.arange(taps)[None, :]                              # (n_out, taps) inputs
+    w = np.clip(1.0 - np.abs((j - centre[:, None] + 0.5) * inv), 0.0, None)
+    w[j >= hi[:, None]] = 0.0
+    w /= w.sum(axis=1, keepdims=True)
+    rows = np.repeat(np.arange(n_out), taps)
+    m = scipy.sparse.csr_matrix((w.ravel().astype(np.float32), (rows, np.minimum(j, n_in - 1).ravel())),
+                                shape=(n_out, n_in))
+    m.eliminate_zeros()
+    return m
 
 
 def antialiased_resize(image: np.ndarray, size: int) -> np.ndarray:

@@ -36,6 +36,18 @@ def test_antialiased_resize_is_torchs(shape):
     assert not np.allclose(ours, Preprocess(256, interpolation="linear").frame(img), atol=1.0)
 
 
+@pytest.mark.parametrize("n_in, n_out", [(900, 256), (630, 256), (257, 256), (513, 224), (200, 256), (1000, 3)])
+def test_resize_weights_are_torchs_response_to_impulses(n_in, n_out):
+    import torch
+    import torch.nn.functional as F
+    from inspector.core.preprocess import _axis_weights
+    impulses = torch.eye(n_in, dtype=torch.float64)[None, None]     # each column one impulse
+    theirs = F.interpolate(impulses, size=(n_out, n_in), mode="bilinear", antialias=True, align_corners=False)
+    ours = _axis_weights(n_in, n_out).toarray()
+    np.testing.assert_allclose(ours, theirs[0, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(ours.sum(axis=1), 1.0, atol=1e-6)
+
+
 def test_growing_is_plain_bilinear_either_way():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
