@@ -14,8 +14,6 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import scipy.sparse
-import torch
-import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
