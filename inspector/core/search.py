@@ -137,6 +137,9 @@ class IVFIndex(NeighbourIndex):
     def inverted_lists(dim: int, nlist: int) -> "faiss.IndexIVFFlat":
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
         index.cp.seed = 1234
+        # cell_count keeps ~39 points a cell; below that (a bank of under 39 rows, one cell) faiss
+        # would print "please provide at least 39 training points" into the user's terminal
+        index.cp.min_points_per_centroid = 1
         return index
 
     @classmethod

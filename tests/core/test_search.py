@@ -99,6 +99,15 @@ def test_refined_ivf_on_a_bank_smaller_than_its_dimension():
     np.testing.assert_array_equal(i[:, 0], np.arange(5))
 
 
+@pytest.mark.parametrize("kind", ["ivf-refine", "ivf"])
+def test_a_bank_too_small_for_faiss_clustering_builds_quietly(kind, capfd):
+    bank = np.random.default_rng(7).standard_normal((38, 128)).astype(np.float32)   # 8 images' fold
+    index = build_index(kind, bank)
+    assert index.params["nlist"] == 1
+    np.testing.assert_array_equal(index.search(bank[:3], 1)[1][:, 0], np.arange(3))
+    assert "training points" not in capfd.readouterr().err     # faiss's warning, on C stderr
+
+
 @pytest.mark.parametrize("kind", ["ivf-refine", "exact", "ivf", "hnsw"])
 def test_every_index_gives_back_the_bank_it_holds(kind):
     bank = np.random.default_rng(4).normal(size=(3000, 32)).astype(np.float32)
