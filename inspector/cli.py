@@ -295,6 +295,29 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .project.store import Project, ProjectError
+    from .reports.pdf_report import export_pdf
+    project = Project.open(args.project)
+    try:
+        model_id = None
+        if args.model:
+            named = [m for m in project.models() if m.name == args.model]
+            if not named:
+                names = ", ".join(m.name for m in project.models()) or "none"
+                raise ProjectError(f"no model named '{args.model}' in the project (models: {names})")
+            model_id = named[-1].id
+        job, progress = _job(args)
+        try:
+            pages = export_pdf(project, args.output, model_id, job=job)
+        finally:
+            progress.close()
+    finally:
+        project.close()
+    print(f"wrote {args.output} ({pages} page{'s' if pages != 1 else ''})")
+    return 0
+
+
 def cmd_gui(args) -> int:
     from .gui.app import main as gui_main
     return gui_main(args.path)
@@ -361,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
+
+    r = sub.add_parser("report", help="write a PDF inspection report of a project's results")
+    r.add_argument("project", help="a project folder (made by the desktop application)")
+    r.add_argument("-o", "--output", required=True, metavar="REPORT.pdf", help="the PDF to write")
+    r.add_argument("--model", metavar="NAME", help="the model whose results to report (default: the current one)")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_report)
 
     sh = sub.add_parser("screenshots", help="render the application's screenshots offscreen: builds a project, "
                         "trains through the wizard, inspects and reviews (the packaged app's self-check)")
