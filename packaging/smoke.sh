@@ -25,10 +25,14 @@ rc=$?
 set -e
 [ "$rc" -eq 124 ] || { echo "smoke: the application window exited with status $rc:" >&2; cat "$tmp/gui.log" >&2; exit 1; }
 # The GUI's whole loop, driven offscreen: a project, training through the wizard (which runs in a
-# spawned process: the part a frozen app is most likely to break), inspection and review.
+# spawned process: the part a frozen app is most likely to break), inspection, review and the PDF
+# report (also written in a spawned process).
 QT_QPA_PLATFORM=offscreen timeout 600 "$app" screenshots "$tmp/shots" --generated > "$tmp/shots.log" 2>&1 \
     || { echo "smoke: the GUI loop failed:" >&2; tail -20 "$tmp/shots.log" >&2; exit 1; }
 for png in wizard_result viewer review mask; do
     [ -s "$tmp/shots/$png.png" ] || { echo "smoke: the GUI loop wrote no $png.png" >&2; exit 1; }
 done
-echo "smoke test passed: $app starts, trains, predicts, opens its window and trains through the wizard"
+head -c 4 "$tmp/shots/report.pdf" 2>/dev/null | grep -q '%PDF' \
+    || { echo "smoke: the GUI loop wrote no PDF report" >&2; exit 1; }
+echo "smoke test passed: $app starts, trains, predicts, opens its window, trains through the wizard" \
+     "and writes a PDF report"

@@ -166,10 +166,14 @@ class MainWindow(QMainWindow):
                                                tip="Add a folder of parts and run the current model on it")
         self.act_export = self._action("Export CSV…", self.ask_export, "Ctrl+E",
                                        tip="Save the results as a CSV file")
+        self.act_report = self._action("Export PDF report…", self.ask_report, "Ctrl+Shift+E",
+                                       tip="An inspection report: summary, score chart, the flagged parts "
+                                           "with their anomaly maps")
         self.act_quit = self._action("Quit", self.close, QKeySequence.Quit)
         for a, short in ((self.act_add_dataset, "Add dataset…"), (self.act_add_good, "Add good parts…"),
                          (self.act_add_test, "Add parts to inspect…"), (self.act_train, "Train model…"),
-                         (self.act_inspect_folder, "Inspect folder…"), (self.act_export, "Export CSV…")):
+                         (self.act_inspect_folder, "Inspect folder…"), (self.act_export, "Export CSV…"),
+                         (self.act_report, "PDF report…")):
             a.setIconText(short)
 
         m = self.menuBar().addMenu("&File")
@@ -177,6 +181,7 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_export)
+        m.addAction(self.act_report)
         m.addSeparator()
         m.addAction(self.act_quit)
         m = self.menuBar().addMenu("&Images")
@@ -203,6 +208,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self.act_inspect_folder)
         tb.addSeparator()
         tb.addAction(self.act_export)
+        tb.addAction(self.act_report)
         self.toolbar = tb
         corner = QWidget()
         cl = QHBoxLayout(corner)
@@ -227,6 +233,7 @@ class MainWindow(QMainWindow):
         for a in (self.act_inspect, self.act_inspect_folder):
             a.setEnabled(has_model and not busy)
         self.act_export.setEnabled(has_model)
+        self.act_report.setEnabled(has_model and not busy)
         self.setWindowTitle(f"{self.project.name} — Inspector" if has else "Inspector")
 
     # -- messages ----------------------------------------------------------------------------
@@ -641,6 +648,25 @@ class MainWindow(QMainWindow):
         if ok:
             self.show_info(f"Exported {n} results to {path}.")
         return ok
+
+    def ask_report(self) -> None:
+        if self.project is None:
+            return
+        default = str(self.project.folder / f"{self.project.name}-report.pdf")
+        path, _ = QFileDialog.getSaveFileName(self, "Export an inspection report", default, "PDF files (*.pdf)")
+        if path:
+            self.export_report(path)
+
+    def export_report(self, path) -> Optional[JobWorker]:
+        """Write the PDF report on the current model's results, in a worker (progress, cancel)."""
+        from ..reports.pdf_report import report_in_project     # loads matplotlib: only when asked
+
+        mid = self.project.current_model_id if self.project else None
+        if mid is None:
+            self.show_error("train a model and inspect images first: the report is on a model's results")
+            return None
+        return self.run_job("Writing the report", report_in_project, str(self.project.folder), str(path), mid,
+                            on_done=lambda pages: self.show_info(f"Wrote the report ({pages} pages) to {path}."))
 
     def _labels_changed(self) -> None:
         if not self._refresh_timer.isActive():

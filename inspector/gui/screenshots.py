@@ -5,7 +5,8 @@
 Builds a project in a temporary folder, on ``../shared/data/mvtec_ad/bottle`` with the MobileNetV2
 weights from ``../shared/weights`` when they are there (real content), else on generated images
 with random weights; trains through the wizard, inspects, reviews, and saves five PNGs:
-start.png, browser.png, wizard.png, viewer.png, review.png (and wizard_result.png).
+start.png, browser.png, wizard.png, viewer.png, review.png (and wizard_result.png), and the PDF
+report, report.pdf.
 
     QT_QPA_PLATFORM=offscreen python -m inspector.gui.screenshots docs/screenshots --mask
 
@@ -125,6 +126,10 @@ def render(outdir: Path, use_shared: bool = True) -> None:
         if r.rows:
             r.mark(label)
     _save(w, outdir / "review.png")
+
+    # the PDF report, written in a worker process like training (also the packaged app's check)
+    if w.export_report(outdir / "report.pdf") is not None:
+        _wait(lambda: w.job is None, 120)
     w.close()
 
 

@@ -176,6 +176,12 @@ def test_train_view_review_reopen(window, dataset, qtbot, tmp_path):
     # export, close, reopen: the same labels and results
     assert window.export(tmp_path / "out.csv")
     assert (tmp_path / "out.csv").read_text().startswith("path,score,verdict,label,model,threshold,time")
+    assert window.act_report.isEnabled()
+    job = window.export_report(tmp_path / "report.pdf")       # in a worker process, like training
+    assert job is not None and not window.act_report.isEnabled()
+    qtbot.waitUntil(lambda: window.job is None, timeout=60000)
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert "Wrote the report" in window.statusBar().currentMessage()
     folder = p.folder
     window.close_project()
     assert window.open_path(folder)
