@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.project: Optional[Project] = None
         self.job: Optional[JobWorker] = None
+        self._job_done: Optional[Callable] = None     # run_job's on_done, called on this thread
         self.wizard: Optional[TrainWizard] = None
         self.setWindowTitle("Inspector")
         self.resize(1280, 820)
@@ -552,10 +553,12 @@ class MainWindow(QMainWindow):
         self.job_status.cancel.setEnabled(True)
         self.job_status.show()
         self.job.progress.connect(self._job_progress)
+        # Only slots of this window: a worker emits from its own thread, and PySide6 runs a lambda or
+        # plain function connected to it there, where touching widgets can crash the application.
+        self._job_done = on_done
         self.job.failed.connect(self.show_error)
-        self.job.cancelled.connect(lambda: self.statusBar().showMessage(f"{title}: cancelled", 8000))
-        if on_done:
-            self.job.finished.connect(on_done)
+        self.job.cancelled.connect(self._job_cancelled)
+        self.job.finished.connect(self._job_finished)
         self.job.ended.connect(self._job_ended)
         self._job_started = time.monotonic()
         self.job.start()
@@ -575,6 +578,13 @@ class MainWindow(QMainWindow):
             self.job.cancel()
             self.job_status.cancel.setEnabled(False)
             self.job_status.label.setText("cancelling…")
+
+    def _job_finished(self, result) -> None:
+        if self._job_done is not None:
+            self._job_done(result)
+
+    def _job_cancelled(self) -> None:
+        self.statusBar().showMessage(f"{self.job_title}: cancelled", 8000)
 
     def _job_ended(self) -> None:
         if self.job is None:

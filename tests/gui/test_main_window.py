@@ -264,3 +264,18 @@ def test_inspect_folder_in_a_worker(window, dataset, qtbot, tmp_path):
     assert len(rows) == 5 and all(r.score is not None for r in rows)
     assert "Inspected 5 images" in window.message.text.text()
     assert window.project.load_map(rows[0]) is not None
+
+
+def _double(x, job=None):
+    return 2 * x
+
+
+def test_a_jobs_result_reaches_the_window_on_the_window_thread(window, qtbot):
+    # PySide6 runs a lambda connected to a worker's signal on the worker's thread; the window
+    # must hand results to on_done on its own thread, where widgets may be touched.
+    from PySide6.QtCore import QThread
+    seen = []
+    window.run_job("Doubling", _double, 21,
+                   on_done=lambda r: seen.append((r, QThread.currentThread() is window.thread())))
+    qtbot.waitUntil(lambda: window.job is None, timeout=60000)
+    assert seen == [(42, True)]
