@@ -645,11 +645,16 @@ class MainWindow(QMainWindow):
         return self.inspect_images(ids)
 
     # -- export, refresh, close ----------------------------------------------------------------
-    def ask_export(self) -> None:
+    def _ask_save_path(self, title: str, suffix: str, file_filter: str) -> Optional[str]:
+        """A file to write, proposed in the project folder as ``<project>-<suffix>``."""
         if self.project is None:
-            return
-        default = str(self.project.folder / f"{self.project.name}-results.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export results as CSV", default, "CSV files (*.csv)")
+            return None
+        default = str(self.project.folder / f"{self.project.name}-{suffix}")
+        path, _ = QFileDialog.getSaveFileName(self, title, default, file_filter)
+        return path or None
+
+    def ask_export(self) -> None:
+        path = self._ask_save_path("Export results as CSV", "results.csv", "CSV files (*.csv)")
         if path:
             self.export(path)
 
@@ -660,10 +665,7 @@ class MainWindow(QMainWindow):
         return ok
 
     def ask_report(self) -> None:
-        if self.project is None:
-            return
-        default = str(self.project.folder / f"{self.project.name}-report.pdf")
-        path, _ = QFileDialog.getSaveFileName(self, "Export an inspection report", default, "PDF files (*.pdf)")
+        path = self._ask_save_path("Export an inspection report", "report.pdf", "PDF files (*.pdf)")
         if path:
             self.export_report(path)
 

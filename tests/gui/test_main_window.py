@@ -279,3 +279,23 @@ def test_a_jobs_result_reaches_the_window_on_the_window_thread(window, qtbot):
                    on_done=lambda r: seen.append((r, QThread.currentThread() is window.thread())))
     qtbot.waitUntil(lambda: window.job is None, timeout=60000)
     assert seen == [(42, True)]
+
+
+def test_export_dialogs_propose_a_file_in_the_project_and_pass_the_choice_on(window, tmp_path, monkeypatch):
+    from inspector.gui import main_window as mw
+    window.new_project(tmp_path / "p")
+    asked, done = [], []
+
+    def fake_dialog(parent, title, default, file_filter):
+        asked.append((title, default, file_filter))
+        return str(tmp_path / "chosen"), file_filter
+
+    monkeypatch.setattr(mw.QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
+    monkeypatch.setattr(window, "export", lambda path: done.append(("csv", path)))
+    monkeypatch.setattr(window, "export_report", lambda path: done.append(("pdf", path)))
+    window.ask_export()
+    window.ask_report()
+    name = window.project.name
+    assert [a[1] for a in asked] == [str(tmp_path / "p" / f"{name}-results.csv"),
+                                     str(tmp_path / "p" / f"{name}-report.pdf")]
+    assert done == [("csv", str(tmp_path / "chosen")), ("pdf", str(tmp_path / "chosen"))]
