@@ -172,7 +172,7 @@ def _pictures_page(pictures: List[tuple], page: int, pages: int, shown: int, fla
         ax.set_xticks([])
         ax.set_yticks([])
         status = review_status(row)
-        ax.set_title(f"{row.name}\nscore {row.score:#.4g} · {status}", fontsize=8.5,
+        ax.set_title(f"{row.name}\nscore {row.score:.4g} · {status}", fontsize=8.5,
                      color=COLOURS["anomalous"] if status == "confirmed defect" else "black")
     fig.subplots_adjust(left=0.05, right=0.95, top=0.88, bottom=0.03, hspace=0.3, wspace=0.08)
     return fig
@@ -187,7 +187,7 @@ def _list_page(flagged: Sequence[ImageRow], start: int, page: int, pages: int) -
     for i, row in enumerate(flagged[start:start + LIST_ROWS]):
         y = 0.895 - i * 0.021
         name = row.name if len(row.name) <= 60 else "…" + row.name[-59:]
-        for text, x in ((str(start + i + 1), 0.08), (name, 0.13), (f"{row.score:#.4g}", 0.62),
+        for text, x in ((str(start + i + 1), 0.08), (name, 0.13), (f"{row.score:.4g}", 0.62),
                         (review_status(row), 0.72)):
             fig.text(x, y, text, fontsize=8.5, va="top")
     return fig
