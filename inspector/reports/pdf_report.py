@@ -69,7 +69,7 @@ def threshold_text(model: ModelRow) -> str:
     saved = (model.meta.get("thresholds") or {}).get("image") or {}
     value = model.image_threshold
     if not math.isfinite(value):
-        return "not set (too few training images): every part is reported without a verdict"
+        return "not set (too few training images): no part is flagged until one is set"
     if saved and math.isclose(float(saved.get("value", float("nan"))), value, rel_tol=1e-9):
         return f"{value:.4g}: {saved.get('detail') or saved.get('method', '')}"
     return f"{value:.4g}: set by the operator"
