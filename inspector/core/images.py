@@ -109,6 +109,13 @@ def read_images(paths: Iterable, on_skip=None) -> Tuple[List[np.ndarray], List[P
     return images, ok, skipped
 
 
+def resize_longest(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` scaled so that its longer side is ``side`` pixels (area filter: a picture to look at)."""
+    h, w = rgb.shape[:2]
+    s = side / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
 def describe_skipped(skipped: Sequence[Tuple[Path, str]], limit: int = 5) -> str:
     """A short human summary of skipped files."""
     if not skipped:

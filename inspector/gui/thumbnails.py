@@ -13,13 +13,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, Optional, Set
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from ..core.errors import ImageReadError
-from ..core.images import read_image
+from ..core.images import read_image, resize_longest
 
 THUMB = 112
 
@@ -40,11 +39,7 @@ def make_thumbnail(path: str, cache_dir: Optional[Path]) -> QImage:
         img = QImage(str(cached))
         if not img.isNull():
             return img
-    rgb = read_image(path)
-    h, w = rgb.shape[:2]
-    s = THUMB / max(h, w)
-    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    small = np.ascontiguousarray(small)
+    small = np.ascontiguousarray(resize_longest(read_image(path), THUMB))
     img = QImage(small.data, small.shape[1], small.shape[0], small.shape[1] * 3, QImage.Format_RGB888).copy()
     if cached is not None:
         try:

@@ -19,14 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import cv2
 import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from .. import __version__
 from ..core.errors import InspectorError
-from ..core.images import read_image
+from ..core.images import read_image, resize_longest
 from ..core.jobs import Job, as_job
 from ..core.overlay import render_overlay
 from ..project.store import ImageRow, ModelRow, Project, ProjectError
@@ -84,11 +83,7 @@ def _picture(project: Project, row: ImageRow, pixel_threshold: float) -> Optiona
     amap = project.load_map(row)
     if amap is not None:
         image = render_overlay(image, amap, pixel_threshold, opacity=0.45)
-    h, w = image.shape[:2]
-    s = PICTURE_PX / max(h, w)
-    if s < 1:
-        image = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return image
+    return resize_longest(image, PICTURE_PX) if max(image.shape[:2]) > PICTURE_PX else image
 
 
 def _summary_page(project: Project, model: ModelRow, rows: Sequence[ImageRow], counts: Dict[str, int],
