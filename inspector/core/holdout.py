@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import ClassVar, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -43,12 +43,15 @@ def threshold_caveat(n_images: int) -> str:
 class HoldOut:
     """Keep ``n`` normal images (a seeded random choice) out of training and score them."""
     n: int
+    rule: ClassVar[str] = "hold-out"      # as recorded in a model file's training.calibration
+    folds: ClassVar[int] = 0
 
 
 @dataclass(frozen=True)
 class CrossFit:
     """Score every image with a model trained without its fold; the final model uses all."""
     folds: int
+    rule: ClassVar[str] = "cross-fit"
 
     def describe(self) -> str:
         return f"{self.folds}-fold cross-fit: each scored by a model trained without it"

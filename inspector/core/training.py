@@ -155,9 +155,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
         "training": {
             "n_images": len(used),
             "n_holdout": n_holdout,
-            "calibration": {"rule": "cross-fit" if isinstance(plan, CrossFit) else "hold-out",
-                            "folds": plan.folds if isinstance(plan, CrossFit) else 0,
-                            "n_scored": n_scored},
+            "calibration": {"rule": plan.rule, "folds": plan.folds, "n_scored": n_scored},
             "sha256": dataset_sha256(used),
             "folder": str(used[0].parent) if used else None,
             "skipped": [[str(p), why] for p, why in skipped],
