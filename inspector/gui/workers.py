@@ -1,7 +1,9 @@
 """QThread adapter over :mod:`inspector.core.jobs`: run one plain job function off the GUI thread.
 
 ``JobWorker(fn, *args, **kwargs)`` calls ``fn(*args, job=Job(progress, cancel), **kwargs)`` in its
-own thread and reports through signals (delivered on the GUI thread):
+own thread and reports through signals, delivered on the GUI thread to methods of QObjects that
+live there (a window, a wizard page).  Connect those, never a lambda or plain function: PySide6
+runs such a callable in the emitting thread, the worker's, where touching a widget can crash.
 
 - ``progress(stage, done, total)``: throttled to a few per second (stage changes and the last step
   always pass);
