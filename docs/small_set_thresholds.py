@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.core.holdout import CROSS_FIT_BELOW, CrossFit, HoldOut, default_holdout
+from inspector.core.pipeline.holdout import CROSS_FIT_BELOW, CrossFit, HoldOut, default_holdout
 from inspector.core.jobs import as_job
 from inspector.core.methods.base import FrameSource
-from inspector.core.training import TrainSettings, train_model
+from inspector.core.pipeline.training import TrainSettings, train_model
 
 
 def scores(model, paths):

@@ -22,35 +22,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import __version__
+from .terminal import TerminalProgress
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
-
-
-class TerminalProgress:
-    """The job protocol's progress callback as terminal bars, one per stage (tqdm)."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self._bar = None
-        self._stage = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-        if stage != self._stage or self._bar is None or (total and self._bar.total != total):
-            self.close()
-            self._stage = stage
-            self._bar = tqdm(total=total or None, desc=stage, unit="", leave=False, file=sys.stderr,
-                             dynamic_ncols=True)
-        self._bar.n = done
-        self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def _job(args):
@@ -98,7 +73,7 @@ def _parse_value(text: str):
 
 def _settings(args, **extra):
     from .core.errors import InspectorError
-    from .core.training import TrainSettings
+    from .core.pipeline.training import TrainSettings
     options = {}
     if args.method in ("patchcore", "apc"):
         options["coreset_ratio"] = args.coreset
@@ -117,10 +92,10 @@ def _settings(args, **extra):
 
 def cmd_train(args) -> int:
     from .core.datasets import training_images
-    from .core.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
+    from .core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
     from .core.images import describe_skipped
     from .core.modelfile import save_model
-    from .core.training import train_model
+    from .core.pipeline.training import train_model
     from .core.errors import InspectorError
     paths = training_images(args.data_dir)
     extra = {}
@@ -222,7 +197,7 @@ def _fmt(v, pct=True):
 
 
 def cmd_evaluate(args) -> int:
-    from .core.evaluation import evaluate
+    from .research.evaluation import evaluate
     settings = _settings(args)
     cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
     job, bar = _job(args)
@@ -266,7 +241,7 @@ BENCHMARK_KEYS = ("backbone", "image_size", "coreset_ratio", "n_bank_images", "b
 
 
 def cmd_benchmark(args) -> int:
-    from .core.benchmark import run_benchmark
+    from .research.benchmark import run_benchmark
     job, bar = _job(args)
     options = {}
     if args.index:
@@ -409,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ablation"]:          # its own parser: argparse cannot pass "--help" on
-        from .core.ablation import main as ablation_main
+        from .research.ablation import main as ablation_main
         return ablation_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command is None:

@@ -13,10 +13,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from inspector.core import metrics  # noqa: E402
 from inspector.core.datasets import load_mvtec_category  # noqa: E402
-from inspector.core.evaluation import evaluate_category  # noqa: E402
+from inspector.research.evaluation import evaluate_category  # noqa: E402
 from inspector.core.methods.patchcore import PatchCoreModel  # noqa: E402
 from inspector.core.search import build_index  # noqa: E402
-from inspector.core.training import TrainSettings  # noqa: E402
+from inspector.core.pipeline.training import TrainSettings  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[3] / "shared/weights/mobilenet_v2-imagenet-20f29623.pth"
 bank = {}

@@ -5,7 +5,7 @@ on anomaly-map values (where region contours are drawn), each saying how it was 
 
 Statistical strategies (``mean+3std``, ``percentile``) only see scores of normal images that were
 held out from training; the training code decides how many normal images it holds out (see
-:mod:`inspector.core.training`).  ``f1-optimal`` needs scores with labels, anomalies included.
+:mod:`inspector.core.pipeline.training`).  ``f1-optimal`` needs scores with labels, anomalies included.
 """
 
 from __future__ import annotations

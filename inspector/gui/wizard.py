@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QWizardPage)
 
 from .. import core
-from ..core.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
+from ..core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
 from ..project import Project
 from ..project.training_run import TrainOutcome, train_in_project
 from .charts import ScoreHistogram
@@ -38,9 +38,9 @@ def available_methods(n_anomalies: int = 0):
     labelled anomalous images (looked up without importing torch)."""
     here = Path(core.__file__).parent / "methods"
     out = [("patchcore", "PatchCore: memory bank of good patches")]
-    if (here / "npad.py").is_file():
+    if (here / "npad").is_dir():
         out.append(("npad", "N-pad: neighbourhood-aware patch distances"))
-    if n_anomalies > 0 and (here / "apc.py").is_file():
+    if n_anomalies > 0 and (here / "apc").is_dir():
         out.append(("apc", "APC: fine-tune on the labelled defects, then PatchCore"))
     return out
 
@@ -49,7 +49,7 @@ def available_methods(n_anomalies: int = 0):
 def apc_default_epochs() -> int:
     """``APCOptions.epochs``'s default, read from the engine's source (importing it loads torch)."""
     try:
-        tree = ast.parse((Path(core.__file__).parent / "methods" / "apc.py").read_text(encoding="utf-8"))
+        tree = ast.parse((Path(core.__file__).parent / "methods" / "apc" / "__init__.py").read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and node.name == "APCOptions":
                 for item in node.body:

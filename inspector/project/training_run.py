@@ -67,11 +67,11 @@ def train_project_model(project: Project, settings, name: Optional[str] = None, 
     can leave them out.
     """
     from ..core.modelfile import save_model
-    from ..core.training import train_model
+    from ..core.pipeline.training import train_model
 
     job = as_job(job)
     if isinstance(settings, dict):
-        from ..core.training import TrainSettings
+        from ..core.pipeline.training import TrainSettings
         settings = TrainSettings(**settings)
     rows = [r for r in project.images(split="train") if r.readable is not False and r.label != "anomalous"]
     if not rows:

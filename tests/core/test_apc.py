@@ -9,19 +9,19 @@ import pytest
 import torch
 
 from conftest import assert_same_predictions, texture, with_defect, write_rgb
-from inspector.core.apc_net import (APCNet, APCOutput, Augment, BalancedBatchSampler, Encoder, apc_loss,
+from inspector.core.methods.apc.net import (APCNet, APCOutput, Augment, BalancedBatchSampler, Encoder, apc_loss,
                                     soft_dice)
 from inspector.core.backbones import get_spec, load_backbone_module
 from inspector.core.datasets import load_mvtec_category
 from inspector.core.errors import InspectorError, ModelFileError
-from inspector.core.evaluation import evaluate_category
+from inspector.research.evaluation import evaluate_category
 from inspector.core.images import list_images
 from inspector.core.jobs import Cancelled, CancelToken, Job
 from inspector.core.methods import get_method, method_names
 from inspector.core.methods.apc import APCModel, APCOptions
 from inspector.core.modelfile import load_model, read_metadata, save_model
 from inspector.core.preprocess import Preprocess
-from inspector.core.training import TrainSettings, train_model
+from inspector.core.pipeline.training import TrainSettings, train_model
 
 FAST_OPTIONS = {"coreset_ratio": 0.5, "epochs": 2}
 

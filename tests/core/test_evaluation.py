@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from inspector.core.evaluation import set_thresholds
+from inspector.research.evaluation import set_thresholds
 from inspector.core.thresholds import manual
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inspector.core.errors import DatasetError
-from inspector.core.holdout import (CROSS_FIT_BELOW, CrossFit, HoldOut, MIN_IMAGES_FOR_THRESHOLDS,
+from inspector.core.pipeline.holdout import (CROSS_FIT_BELOW, CrossFit, HoldOut, MIN_IMAGES_FOR_THRESHOLDS,
                                     default_calibration, split_folds)
 
 

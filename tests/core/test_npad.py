@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.core import npad_ops as ops
+from inspector.core.methods.npad import ops
 from inspector.core.errors import InspectorError
 from inspector.core.jobs import CancelToken, Cancelled, Job
 from inspector.core.methods.base import FitContext, FrameSource, get_method

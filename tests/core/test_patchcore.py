@@ -12,7 +12,7 @@ from inspector.core.jobs import Cancelled, CancelToken, Job
 from inspector.core.modelfile import load_model, read_metadata, save_model
 from inspector.core.methods.patchcore import certify_maxima
 from inspector.core.search import exact_search
-from inspector.core.training import TrainSettings, train_model
+from inspector.core.pipeline.training import TrainSettings, train_model
 
 FAST = dict(backbone="resnet18", random_weights=True, resize=64, options={"coreset_ratio": 0.5})
 

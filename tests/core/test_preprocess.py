@@ -76,7 +76,7 @@ def test_interpolation_is_saved_and_older_models_keep_plain_bilinear():
 def test_training_settings_and_cli_choose_the_filter():
     from inspector.cli import build_parser
     from inspector.core.errors import InspectorError
-    from inspector.core.training import TrainSettings
+    from inspector.core.pipeline.training import TrainSettings
     assert TrainSettings().preprocess().interpolation == "antialias"
     assert TrainSettings(interpolation="linear").preprocess().interpolation == "linear"
     with pytest.raises(InspectorError, match="interpolation"):

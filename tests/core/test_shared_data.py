@@ -4,8 +4,8 @@ import pytest
 
 from conftest import SHARED_WEIGHTS
 from inspector.core.datasets import load_mvtec_category
-from inspector.core.evaluation import evaluate_category
-from inspector.core.training import TrainSettings
+from inspector.research.evaluation import evaluate_category
+from inspector.core.pipeline.training import TrainSettings
 
 pytestmark = pytest.mark.shared
 

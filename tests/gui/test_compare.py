@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from inspector.core.training import TrainSettings
+from inspector.core.pipeline.training import TrainSettings
 from inspector.gui.compare import ComparePanel, compare_models
 from inspector.gui.wizard import TrainWizard, anomalies_text
 from inspector.project import Project

@@ -22,15 +22,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .. import __version__
-from .backbones import DEFAULT_BACKBONE
-from .errors import DatasetError, InspectorError
+from ... import __version__
+from ..backbones import DEFAULT_BACKBONE
+from ..errors import DatasetError, InspectorError
 from .holdout import (MIN_IMAGES_FOR_THRESHOLDS, Calibration, CrossFit, HoldOut, default_calibration, split_folds,
                       split_holdout)
-from .jobs import Job, as_job
-from .methods.base import AnomalyModel, FitContext, FrameSource, Method, get_method
-from .preprocess import Preprocess
-from . import thresholds as th
+from ..jobs import Job, as_job
+from ..methods.base import AnomalyModel, FitContext, FrameSource, Method, get_method
+from ..preprocess import Preprocess
+from .. import thresholds as th
 
 
 @dataclass

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from inspector.core import clustering
+from inspector.core.methods.npad import clustering
 from inspector.core.jobs import Cancelled, CancelToken, Job
 
 

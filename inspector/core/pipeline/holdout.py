@@ -23,7 +23,7 @@ from typing import ClassVar, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 MIN_IMAGES_FOR_THRESHOLDS = 5   # from here on thresholds are set (by cross-fit or a hold-out)
 CROSS_FIT_BELOW = 100           # smaller sets are cross-fitted: a 10% hold-out would be under 10 images

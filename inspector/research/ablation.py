@@ -12,7 +12,7 @@ the image score ranks the top-k positions on the variant's Mahalanobis map (A fo
 
 Run it::
 
-    python -m inspector.core.ablation DATASET [--backbone mobilenet_v2 --weights FILE] [--json OUT]
+    python -m inspector.research.ablation DATASET [--backbone mobilenet_v2 --weights FILE] [--json OUT]
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import metrics
-from .datasets import find_categories, load_mvtec_category
-from .errors import InspectorError
-from .images import read_mask
-from .jobs import Job, as_job
-from .methods.base import FrameSource
-from .methods.npad import NPadModel, Variant
-from .training import TrainSettings, train_model
+from ..core import metrics
+from ..core.datasets import find_categories, load_mvtec_category
+from ..core.errors import InspectorError
+from ..core.images import read_mask
+from ..core.jobs import Job, as_job
+from ..core.methods.base import FrameSource
+from ..core.methods.npad import NPadModel, Variant
+from ..core.pipeline.training import TrainSettings, train_model
 
 VARIANTS: List[Variant] = [
     Variant(maps, neighbours, shift)
@@ -122,8 +122,8 @@ def format_table(rows: Sequence[Dict]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from ..cli import TerminalProgress
-    from .backbones import DEFAULT_BACKBONE, REGISTRY
+    from ..terminal import TerminalProgress
+    from ..core.backbones import DEFAULT_BACKBONE, REGISTRY
     p = argparse.ArgumentParser(prog="inspector ablation",
                                 description="N-pad ablation (paper table 3): A, B, A+B, A+C, A+B+C, "
                                             "each without and with test-time shifting")

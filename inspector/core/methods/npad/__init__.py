@@ -40,16 +40,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import npad_ops as ops
-from ..anomaly_map import blur
-from ..backbones import TapExtractor
-from ..clustering import kmeans
-from ..errors import InspectorError
-from ..features import upsample_to
-from ..jobs import Job, as_job
-from ..preprocess import Preprocess
-from ..search import INDEXES, NeighbourIndex, build_index, load_index
-from .base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
+from . import ops
+from ...anomaly_map import blur
+from ...backbones import TapExtractor
+from .clustering import kmeans
+from ...errors import InspectorError
+from ...features import upsample_to
+from ...jobs import Job, as_job
+from ...preprocess import Preprocess
+from ...search import INDEXES, NeighbourIndex, build_index, load_index
+from ..base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 

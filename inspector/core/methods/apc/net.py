@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from .backbones import BackboneSpec
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ...backbones import BackboneSpec
+from ...preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # The stem's output (stride 2), used as the fourth skip; not a PatchCore tap, so it lives here.
 STRIDE2_TAPS: Dict[str, Tuple[str, int]] = {

@@ -3,7 +3,7 @@
 1. Fine-tune the ImageNet backbone on the normal training images plus the operator's labelled
    anomalous images (``FitContext.anomalies``: (image, mask or None)) with a U-Net decoder and three
    heads (classification, segmentation, reconstruction); the network, loss, sampler and
-   augmentation are in :mod:`..apc_net`.
+   augmentation are in :mod:`.net`.
 2. Drop decoder and heads; build the PatchCore bank from the NORMAL images with the fine-tuned
    encoder's stride-8/16 taps; score exactly as PatchCore (:class:`APCModel` is a
    :class:`PatchCoreModel` whose extractor carries the fine-tuned weights).
@@ -38,14 +38,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..apc_net import SEG_LOSSES, SKIPS, APCNet, Augment, BalancedBatchSampler, Encoder, apc_loss
-from ..backbones import TapExtractor, default_device, get_spec, load_backbone_module
-from ..errors import ImageReadError, InspectorError
-from ..features import output_dim
-from ..images import read_image, read_mask
-from ..jobs import Job, as_job
-from .base import FitContext, FrameSource, Method, register
-from .patchcore import PatchCoreModel, PatchCoreOptions
+from .net import SEG_LOSSES, SKIPS, APCNet, Augment, BalancedBatchSampler, Encoder, apc_loss
+from ...backbones import TapExtractor, default_device, get_spec, load_backbone_module
+from ...errors import ImageReadError, InspectorError
+from ...features import output_dim
+from ...images import read_image, read_mask
+from ...jobs import Job, as_job
+from ..base import FitContext, FrameSource, Method, register
+from ..patchcore import PatchCoreModel, PatchCoreOptions
 
 ENCODER_PREFIX = "encoder."
 
@@ -184,9 +184,9 @@ def anomalies_from(spec, masks=None) -> List[Tuple[Path, Optional[Path]]]:
     folder of masks matched by name, ``<stem>_mask.<ext>`` or ``<stem>.<ext>`` as in MVTec AD; an
     image without one is used without a mask (no segmentation loss for it).
     """
-    from ..datasets import _mask_index
-    from ..errors import DatasetError
-    from ..images import is_image_file, list_images
+    from ...datasets import _mask_index
+    from ...errors import DatasetError
+    from ...images import is_image_file, list_images
 
     items: List[Tuple[Path, Optional[Path]]] = []
     for entry in ([spec] if isinstance(spec, (str, Path)) else list(spec)):

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from .evaluation import peak_rss_mb
-from .jobs import Job, as_job
-from .training import TrainSettings, train_model
+from ..core.jobs import Job, as_job
+from ..core.pipeline.training import TrainSettings, train_model
 
 
 def synthetic_images(folder: Path, n: int, size: int, seed: int = 0) -> list:

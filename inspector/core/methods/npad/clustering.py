@@ -20,7 +20,7 @@ from typing import Optional
 import faiss
 import numpy as np
 
-from .jobs import Job, as_job
+from ...jobs import Job, as_job
 
 FLAT_MAX = 4096   # up to this many centroids, plain k-means on the sample
 

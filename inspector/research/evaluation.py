@@ -27,13 +27,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from . import metrics, thresholds
-from .datasets import Category, Sample, find_categories, load_mvtec_category
-from .images import read_mask
-from .jobs import Job, as_job
-from .methods.base import FrameSource
-from .modelfile import save_model
-from .training import TrainSettings, train_model
+from ..core import metrics, thresholds
+from ..core.datasets import Category, Sample, find_categories, load_mvtec_category
+from ..core.images import read_mask
+from ..core.jobs import Job, as_job
+from ..core.methods.base import FrameSource
+from ..core.modelfile import save_model
+from ..core.pipeline.training import TrainSettings, train_model
 
 
 def peak_rss_mb() -> float:
