@@ -58,6 +58,11 @@ def _log_to_file() -> None:
 
 def main(path: Optional[str] = None) -> int:
     """Open the main window (and ``path``, a project or an image folder, when given)."""
+    from .system_check import display_problem
+    problem = display_problem()
+    if problem:
+        print(f"inspector: {problem}", file=sys.stderr)
+        return 2
     app = create_app()
     _log_to_file()
     from .main_window import MainWindow
