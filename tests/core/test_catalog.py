@@ -146,3 +146,8 @@ def test_a_main_option_cannot_need_torch_to_list_its_choices():
     with pytest.raises(ValueError, match="main option mode"):
         catalog.register(MethodInfo("lazy", "Lazy", "", Lazy, "nowhere", main_options=("mode",)))
     assert "lazy" not in catalog.names()
+
+
+def test_a_method_whose_implementation_is_missing_is_one_clear_error(dummy_method):
+    with pytest.raises(InspectorError, match="Dummy cannot be used here: nowhere is missing"):
+        get_method("dummy")

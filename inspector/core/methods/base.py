@@ -214,7 +214,10 @@ def get_method(name: str) -> Type[Method]:
     """The :class:`Method` registered under ``name``: its catalog entry names the module to import."""
     info = catalog.get(name)
     if name not in _METHODS:
-        importlib.import_module(info.implementation)
+        try:
+            importlib.import_module(info.implementation)
+        except ModuleNotFoundError as exc:
+            raise InspectorError(f"{info.label} cannot be used here: {exc.name} is missing") from None
     try:
         return _METHODS[name]
     except KeyError:
