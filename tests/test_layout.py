@@ -8,6 +8,7 @@ the methods' own folder must find them, which shows the walk works.
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ def _loaded_after(code: str) -> set:
     """The top-level modules loaded by a fresh interpreter running ``code`` (from this checkout)."""
     script = f"import sys\n{code}\nimport json; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
     assert out.returncode == 0, out.stderr
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -45,7 +46,7 @@ def test_the_command_lines_parser_and_help_do_not_import_torch():
     loaded = _loaded_after("from inspector.cli import build_parser\nbuild_parser()")
     assert "inspector" in loaded and not {"torch", "torchvision", "PySide6", "sklearn"} & loaded
     out = subprocess.run([sys.executable, "-X", "importtime", "-m", "inspector", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                          timeout=600)
     assert out.returncode == 0 and "usage: inspector" in out.stdout
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}

@@ -343,10 +343,18 @@ def _load_builtin() -> None:
             importlib.import_module(f"{__package__}.{module}")
 
 
+def _rank(info: MethodInfo) -> int:
+    """Built-in methods in :data:`BUILTIN`'s order, whichever was imported first; then the others."""
+    module = info.options.__module__.rsplit(".", 1)[-1]
+    return BUILTIN.index(module) if info.options.__module__.startswith(__package__) and module in BUILTIN \
+        else len(BUILTIN)
+
+
 def methods() -> List[MethodInfo]:
-    """Every method in the catalog, built-in ones first."""
+    """Every method in the catalog: the built-in ones in :data:`BUILTIN`'s order, then the others
+    in the order they registered."""
     _load_builtin()
-    return list(_CATALOG.values())
+    return sorted(_CATALOG.values(), key=_rank)        # stable: registration order within a rank
 
 
 def names() -> List[str]:
