@@ -6,6 +6,7 @@
     inspector predict MODEL PATH... -o OUT_DIR
     inspector evaluate DATASET ...
     inspector benchmark ...
+    inspector methods [NAME]        the methods, and a method's options
 
 A user's mistake (missing folder, no images, bad weights or model file) prints one line and
 exits with status 2; Ctrl+C cancels cleanly (status 130).
@@ -34,22 +35,54 @@ def _job(args):
     return Job(progress), progress
 
 
-def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> None:
-    from .core.backbones import DEFAULT_BACKBONE, REGISTRY, WEIGHTS_ENV
-    from .core.preprocess import INTERPOLATIONS
+# Command-line flags that set a method option shared by several methods: flag → option name.
+SHARED_OPTION_FLAGS = {"coreset": "coreset_ratio", "index": "index"}
+
+
+def _methods_with(option: str) -> str:
+    from .core.methods import catalog
+    return ", ".join(m.label for m in catalog.methods() if m.has_option(option))
+
+
+def _option_default(option: str):
+    from .core.methods import catalog
+    return next(m.option(option).default for m in catalog.methods() if m.has_option(option))
+
+
+def _method_help() -> str:
+    from .core.methods import catalog
+    return ("; ".join(f"{m.name}: {m.label}, {m.description}" for m in catalog.methods())
+            + f" (default {catalog.DEFAULT_METHOD}; 'inspector methods NAME' lists its options)")
+
+
+def _add_method_args(p: argparse.ArgumentParser) -> None:
+    """--method, --coreset, --index and --option: the same for train, evaluate and benchmark."""
+    from .core.methods import catalog
     from .core.search import INDEXES
-    p.add_argument("--method", default="patchcore", help="patchcore (default), npad or apc")
+    p.add_argument("--method", default=catalog.DEFAULT_METHOD, choices=catalog.names(), help=_method_help())
+    p.add_argument("--coreset", type=float, default=None, metavar="RATIO",
+                   help=f"memory-bank fraction kept, for {_methods_with('coreset_ratio')} "
+                        f"(default {_option_default('coreset_ratio')}); "
+                        "the same as --option coreset_ratio=RATIO")
+    p.add_argument("--index", choices=list(INDEXES), default=None,
+                   help=f"nearest-neighbour search, for {_methods_with('index')} (default {_option_default('index')}: "
+                        "approximate maps, exact image scores, 10-20x faster than exact with WRN-50; "
+                        "see README, 'Index')")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, e.g. --option k_channels=100 (repeatable; 'inspector methods "
+                        "NAME' lists a method's options, their defaults and ranges)")
+
+
+def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> None:
+    from .core.backbone_specs import DEFAULT_BACKBONE, REGISTRY, WEIGHTS_ENV
+    from .core.preprocess import INTERPOLATIONS
+    _add_method_args(p)
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(REGISTRY),
                    help=f"feature extractor (default {DEFAULT_BACKBONE})")
     p.add_argument("--weights", metavar="FILE",
                    help=f"ImageNet weights file for the backbone (else ${WEIGHTS_ENV}, else torchvision's cache)")
     p.add_argument("--random-weights", action="store_true",
                    help="untrained backbone: for speed measurements only, useless for detection")
-    p.add_argument("--coreset", type=float, default=0.1, metavar="RATIO",
-                   help="PatchCore memory-bank fraction kept (default 0.1)")
-    p.add_argument("--index", choices=list(INDEXES), default=None,
-                   help="nearest-neighbour search (default ivf-refine: approximate maps, exact image "
-                        "scores, 10-20x faster than exact with WRN-50; see README, 'Index')")
     p.add_argument("--resize", type=int, default=256, help="images are resized to this square (default 256)")
     p.add_argument("--crop", type=int, default=crop_default,
                    help="center crop after resizing" + (f" (default {crop_default})" if crop_default else
@@ -57,33 +90,31 @@ def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> 
     p.add_argument("--resize-filter", choices=list(INTERPOLATIONS), default="antialias",
                    help="resizing: antialiased when shrinking, as torchvision and anomalib (default), "
                         "or plain bilinear (see RESULTS.md, 'Preprocessing')")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a method option, e.g. --option k_channels=100 (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _settings(args, **extra):
+def method_options(args) -> dict:
+    """The method options the command line asks for: the shared flags (--coreset, --index) and
+    every --option, parsed and checked once by the method catalog."""
     from .core.errors import InspectorError
+    from .core.methods import catalog
+    info = catalog.get(args.method)
+    given = {}
+    for flag, name in SHARED_OPTION_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if not info.has_option(name):
+            raise InspectorError(f"--{flag} does not apply to {info.label} (it is for {_methods_with(name)})")
+        given[name] = value
+    return catalog.parse_options(args.method, args.option, given)
+
+
+def _settings(args, options: Optional[dict] = None, **extra):
     from .core.pipeline.training import TrainSettings
-    options = {}
-    if args.method in ("patchcore", "apc"):
-        options["coreset_ratio"] = args.coreset
-        if args.index:
-            options["index"] = args.index
-    for item in args.option:
-        if "=" not in item:
-            raise InspectorError(f"--option needs KEY=VALUE, got '{item}'")
-        k, v = item.split("=", 1)
-        options[k.strip()] = _parse_value(v.strip())
+    options = method_options(args) if options is None else options
     return TrainSettings(method=args.method, backbone=args.backbone, weights=args.weights,
                          random_weights=args.random_weights, resize=args.resize, crop=args.crop,
                          interpolation=args.resize_filter,
@@ -97,16 +128,20 @@ def cmd_train(args) -> int:
     from .core.modelfile import save_model
     from .core.pipeline.training import train_model
     from .core.errors import InspectorError
-    paths = training_images(args.data_dir)
+    from .core.methods import catalog
+    options = method_options(args)          # a mistake in the options first: it comes alone
     extra = {}
     if args.anomalies:
         from .core.methods.apc import anomalies_from
         extra["anomalies"] = anomalies_from(args.anomalies, args.masks)
-        if args.method != "apc":
-            print(f"note: --anomalies is used by APC only, not by {args.method}", file=sys.stderr)
+        info = catalog.get(args.method)
+        if not info.needs_anomalies:
+            users = ", ".join(m.label for m in catalog.methods() if m.needs_anomalies)
+            print(f"note: --anomalies is used by {users} only, not by {info.label}", file=sys.stderr)
     elif args.masks:
         raise InspectorError("--masks needs --anomalies")
-    settings = _settings(args, threshold=args.threshold, **extra)
+    paths = training_images(args.data_dir)
+    settings = _settings(args, options, threshold=args.threshold, **extra)
     job, bar = _job(args)
     try:
         result = train_model(paths, settings, job)
@@ -242,21 +277,17 @@ BENCHMARK_KEYS = ("backbone", "image_size", "coreset_ratio", "n_bank_images", "b
 
 def cmd_benchmark(args) -> int:
     from .research.benchmark import run_benchmark
+    options = method_options(args)
     job, bar = _job(args)
-    options = {}
-    if args.index:
-        options["index"] = args.index
-    for item in args.option:
-        k, v = item.split("=", 1)
-        options[k] = _parse_value(v)
     try:
-        r = run_benchmark(args.backbone, args.method, args.images, args.coreset, args.size,
+        r = run_benchmark(args.backbone, args.method, args.images, args.size,
                           random_weights=args.random_weights or not args.weights, weights=args.weights,
                           options=options, job=job)
     finally:
         bar.close()
+    bank = ", ".join(f"{k} {r[k]}" for k in ("coreset_ratio", "index") if r[k] is not None)
     print(f"{r['method']} / {r['backbone']} at {r['image_size']} px on {r['device']}, bank from "
-          f"{r['n_bank_images']} images, coreset {r['coreset_ratio']}, index {r['index']}")
+          f"{r['n_bank_images']} images" + (f", {bank}" if bank else ""))
     print(f"  backbone forward     {r['backbone_ms_per_image']:8.1f} ms/image")
     print(f"  full inference       {r['inference_ms_per_image']:8.1f} ms/image "
           f"({r['inference_ms_per_image'] / r['backbone_ms_per_image']:.2f} x backbone)")
@@ -293,6 +324,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    from .core.methods import catalog
+    if args.name:
+        print(catalog.describe(catalog.get(args.name)))
+        return 0
+    for m in catalog.methods():
+        needs = " (needs labelled anomalous images)" if m.needs_anomalies else ""
+        print(f"{m.name:<12}{m.label}: {m.description}{needs}")
+    print("\n'inspector methods NAME' lists a method's options (--option KEY=VALUE).")
+    return 0
+
+
 def cmd_gui(args) -> int:
     from .gui.app import main as gui_main
     return gui_main(args.path)
@@ -304,7 +347,8 @@ def cmd_screenshots(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.search import INDEXES
+    from .core.backbone_specs import DEFAULT_BACKBONE
+    from .core.thresholds import STRATEGIES
     p = argparse.ArgumentParser(prog="inspector", description="Visual quality inspection with anomaly detection.")
     p.add_argument("--version", action="version", version=f"inspector {__version__}")
     sub = p.add_subparsers(dest="command")
@@ -316,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on normal images")
     t.add_argument("data_dir", help="a folder of normal images, or an MVTec-layout category (uses train/good)")
     t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.inspector)")
-    t.add_argument("--threshold", default="mean+3std", choices=["mean+3std", "percentile"],
+    t.add_argument("--threshold", default="mean+3std", choices=list(STRATEGIES),
                    help="how the image threshold is set from held-out normal images (default mean+3std)")
     _add_model_args(t, None)
     t.add_argument("--anomalies", action="append", default=[], metavar="DIR_OR_LIST",
@@ -347,18 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("benchmark", help="speed: backbone vs full inference, bank building, memory")
-    b.add_argument("--method", default="patchcore")
-    b.add_argument("--backbone", default="wide_resnet50_2")
+    _add_method_args(b)
+    b.add_argument("--backbone", default=DEFAULT_BACKBONE)
     b.add_argument("--weights", metavar="FILE")
     b.add_argument("--random-weights", action="store_true", help="(the default: speed does not depend on weights)")
     b.add_argument("--images", type=int, default=209, help="bank images (default 209)")
-    b.add_argument("--coreset", type=float, default=0.1)
     b.add_argument("--size", type=int, default=224, help="image size (default 224)")
-    b.add_argument("--index", choices=list(INDEXES), default=None)
-    b.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
+
+    m = sub.add_parser("methods", help="list the methods; with a name, its options, defaults and ranges")
+    m.add_argument("name", nargs="?", help="a method (see the list without a name)")
+    m.set_defaults(func=cmd_methods)
 
     r = sub.add_parser("report", help="write a PDF inspection report of a project's results")
     r.add_argument("project", help="a project folder (made by the desktop application)")

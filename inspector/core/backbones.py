@@ -1,4 +1,5 @@
 """Backbones: torchvision models, their layer taps, where their weights come from, and the device.
+The list of backbones (names, taps, channels) is in :mod:`.backbone_specs`, readable without torch.
 
 Weights are resolved in this order:
 
@@ -19,58 +20,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torchvision
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from .backbone_specs import (DEFAULT_BACKBONE, DEVICE_ENV, REGISTRY, WEIGHTS_ENV, BackboneSpec,  # noqa: F401
+                             get_spec)
 from .errors import WeightsError
-
-WEIGHTS_ENV = "INSPECTOR_WEIGHTS"
-DEVICE_ENV = "INSPECTOR_DEVICE"
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    taps: Dict[int, str]           # stride -> layer name, with its channel count below
-    channels: Dict[int, int]
-    weights_enum: str              # torchvision weights enum name, e.g. "Wide_ResNet50_2_Weights"
-
-    def tap_names(self, strides: Sequence[int]) -> List[str]:
-        return [self.taps[s] for s in strides]
-
-    def tap_channels(self, strides: Sequence[int]) -> List[int]:
-        return [self.channels[s] for s in strides]
-
-    def build(self) -> nn.Module:
-        return getattr(torchvision.models, self.name)(weights=None)
-
-    @property
-    def weights(self):
-        return getattr(torchvision.models, self.weights_enum).DEFAULT
-
-
-def _resnet(name: str, enum: str, widths: Tuple[int, int, int, int]) -> BackboneSpec:
-    return BackboneSpec(name, {4: "layer1", 8: "layer2", 16: "layer3", 32: "layer4"},
-                        dict(zip((4, 8, 16, 32), widths)), enum)
-
-
-REGISTRY: Dict[str, BackboneSpec] = {
-    "wide_resnet50_2": _resnet("wide_resnet50_2", "Wide_ResNet50_2_Weights", (256, 512, 1024, 2048)),
-    "resnet18": _resnet("resnet18", "ResNet18_Weights", (64, 128, 256, 512)),
-    "resnet50": _resnet("resnet50", "ResNet50_Weights", (256, 512, 1024, 2048)),
-    "mobilenet_v2": BackboneSpec(
-        "mobilenet_v2", {4: "features.3", 8: "features.6", 16: "features.13", 32: "features.18"},
-        {4: 24, 8: 32, 16: 96, 32: 1280}, "MobileNet_V2_Weights"),
-}
-DEFAULT_BACKBONE = "wide_resnet50_2"
-
-
-def get_spec(name: str) -> BackboneSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise WeightsError(f"unknown backbone '{name}' (choose one of: {', '.join(REGISTRY)})") from None
 
 
 def default_device() -> torch.device:

@@ -16,6 +16,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
+from .thresholds import is_anomalous
+
 
 def _labels_scores(labels: ArrayLike, scores: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
     """Validate per-image labels and scores → (bool array, float array), both 1-D."""
@@ -155,7 +157,7 @@ def pro_auc(masks: ArrayLike, maps: ArrayLike, fpr_limit: float = 0.3,
 def f1_at(labels: ArrayLike, scores: ArrayLike, threshold: float) -> float:
     """F1 of predicting "anomalous" when score >= ``threshold`` (0 when nothing is positive)."""
     y, s = _labels_scores(labels, scores)
-    pred = s >= threshold
+    pred = is_anomalous(s, threshold)
     tp = int(np.sum(pred & y))
     wrong = int(np.sum(pred != y))
     return 2.0 * tp / (2 * tp + wrong) if tp + wrong else 0.0

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .backbone_specs import weights_request
 from .backbones import load_extractor
 from .errors import InspectorError, ModelFileError, WeightsError
 from .methods.base import AnomalyModel, get_method
@@ -127,19 +128,6 @@ def _read_meta(zf: zipfile.ZipFile, path: Path) -> Dict:
     return meta
 
 
-def _weights_request(meta: Dict, weights: Optional[str]) -> Dict:
-    """How to get the backbone weights the model was trained with."""
-    recorded = meta["weights"]
-    if weights:
-        return {"weights": weights}
-    if recorded.get("kind") == "random":
-        return {"random_weights": True, "seed": int(recorded.get("seed") or 0)}
-    rec_path = recorded.get("path")
-    if recorded.get("kind") in ("file", "env") and rec_path and Path(rec_path).is_file():
-        return {"weights": rec_path}
-    return {}   # environment variable or torchvision's cache
-
-
 def load_model(path, weights: Optional[str] = None, device: Optional[torch.device] = None) -> AnomalyModel:
     """Read and validate a model file; the backbone weights must match the recorded sha256."""
     path = Path(path)
@@ -167,7 +155,7 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
         preprocess = Preprocess.from_dict(meta["preprocess"])
     except (InspectorError, KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: unsupported model ({exc})") from None
-    request = _weights_request(meta, weights)
+    request = weights_request(meta["weights"], weights)
     expected = meta["weights"].get("sha256")
 
     def load_backbone(strides: Sequence[int]):

@@ -11,14 +11,34 @@ held out from training; the training code decides how many normal images it hold
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import metrics
-
 METHODS = ("mean+3std", "percentile", "f1-optimal", "manual")
+ANOMALOUS, NORMAL = "anomalous", "normal"
+
+
+def is_anomalous(score, threshold):
+    """The verdict rule, the only place it is written: a score at or above the threshold is
+    anomalous.  Works on numbers and on numpy arrays alike (element-wise)."""
+    return score >= threshold
+
+
+def verdict(score: float, threshold: float) -> str:
+    """``"anomalous"`` or ``"normal"`` by :func:`is_anomalous`."""
+    return ANOMALOUS if is_anomalous(score, threshold) else NORMAL
+
+
+def shifted_pixel_threshold(pixel: float, image: float, new_image: float) -> float:
+    """The pixel threshold (region contours) when the image threshold moves from ``image`` to
+    ``new_image``: moved by the same amount, so that regions grow and shrink with the verdict.
+    Unchanged when either of the model's thresholds is unset (infinite)."""
+    if not (math.isfinite(pixel) and math.isfinite(image)):
+        return pixel
+    return pixel + (new_image - image)
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,8 @@ def percentile(normal_scores: ArrayLike, q: float = 99.0) -> Threshold:
 
 def f1_optimal(scores: ArrayLike, labels: ArrayLike) -> Threshold:
     """The threshold with the best F1 on labelled scores (1 = anomalous)."""
+    from . import metrics      # scikit-learn: only when needed (the GUI reads the rules above)
+
     y = np.asarray(labels).ravel()
     n_anomalous = int(np.count_nonzero(y == 1))
     if n_anomalous == 0 or n_anomalous == y.size:
@@ -99,10 +121,14 @@ def manual(value: float) -> Threshold:
     return Threshold(value=float(value), method="manual", n=0, detail="set by hand")
 
 
-# Strategies that need only normal scores, by name.
+# Strategies that need only normal scores, by name, and how the training wizard describes them.
 STRATEGIES: Dict[str, Callable[[ArrayLike], Threshold]] = {
     "mean+3std": mean_std,
     "percentile": percentile,
+}
+STRATEGY_LABELS: Dict[str, str] = {
+    "mean+3std": "Mean + 3 × standard deviation of held-out good images",
+    "percentile": "99th percentile of held-out good images",
 }
 
 

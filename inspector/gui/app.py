@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import sys
 from pathlib import Path
@@ -11,9 +12,23 @@ from PySide6.QtCore import QStandardPaths
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-# beside the package in a source checkout; inside the bundle of a PyInstaller build
-RESOURCES = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "resources"
 log = logging.getLogger("inspector.gui")
+
+
+def find_resources() -> Path:
+    """The folder of the style sheet and icons: inside the bundle of a PyInstaller build; in the
+    installed package (a wheel ships the repository's resources/ as ``inspector/resources``); else
+    beside the package, in a source checkout or an editable install."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:
+        return Path(frozen) / "resources"
+    packaged = Path(str(importlib.resources.files("inspector") / "resources"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+RESOURCES = find_resources()
 
 
 def resource(name: str) -> Path:

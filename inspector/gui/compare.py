@@ -1,72 +1,24 @@
-"""Compare two models on the same images: scores, verdicts and metrics side by side.
+"""The Compare tab: two models' scores, verdicts and metrics side by side, and "Use this model".
 
-:func:`compare_models` is Qt-free and works on what is in the project database (results of both
-models); :class:`ComparePanel` shows it and lets the operator adopt either model.  Images a model
-was fine-tuned on (APC's labelled anomalies, ``meta["trained_on_anomalies"]``) are left out of the
-metrics of *both* models, so that the two are measured on the same, unseen images.
+The comparison itself (which images, which metrics, which is better) is computed by
+:mod:`inspector.project.compare`; this panel shows it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, Optional, Tuple
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
                                QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from ..project import ImageRow, ModelRow, Project
-from ..project.training_run import labelled_metrics
-
-Result = Tuple[Optional[float], Optional[str]]      # (score, verdict); (None, None): not inspected
-
-
-@dataclass
-class Comparison:
-    a: ModelRow
-    b: ModelRow
-    rows: List[Tuple[ImageRow, Result, Result]]          # test images, path order
-    metrics_a: Dict[str, float]
-    metrics_b: Dict[str, float]
-    missing_a: List[int]                                  # readable test images without a result
-    missing_b: List[int]
-    excluded: Set[int] = field(default_factory=set)       # fine-tuned on: left out of the metrics
-
-    @property
-    def n_compared(self) -> int:
-        """Labelled images both models scored (the metrics' images)."""
-        return sum(1 for r, ra, rb in self.rows if r.label in ("good", "anomalous") and ra[0] is not None
-                   and rb[0] is not None and r.id not in self.excluded)
-
-
-def compare_models(project: Project, a_id: int, b_id: int) -> Comparison:
-    """Both models' results on the project's test images, and their metrics on the labelled ones
-    that both scored (each at its own threshold)."""
-    a, b = project.model(a_id), project.model(b_id)
-    ra = {r.id: r for r in project.images(a_id, split="test")}
-    rb = {r.id: r for r in project.images(b_id, split="test")}
-    excluded = {int(i) for m in (a, b) for i in (m.meta.get("trained_on_anomalies") or [])}
-    rows = []
-    both: List[Tuple[float, float, Optional[str]]] = []
-    for iid, r in ra.items():
-        s = rb[iid]
-        rows.append((r, (r.score, r.verdict), (s.score, s.verdict)))
-        if r.score is not None and s.score is not None and iid not in excluded:
-            both.append((r.score, s.score, r.label))
-    missing_a = [i for i, r in ra.items() if r.score is None and r.readable is not False]
-    missing_b = [i for i, r in rb.items() if r.score is None and r.readable is not False]
-    return Comparison(a, b, rows,
-                      labelled_metrics([(x, lab) for x, _, lab in both], a.image_threshold),
-                      labelled_metrics([(y, lab) for _, y, lab in both], b.image_threshold),
-                      missing_a, missing_b, excluded)
-
+from ..project import Project
+from ..project.compare import Comparison, agrees, better, compare_models
 
 METRIC_ROWS = [("image_auroc", "Image AUROC", "{:.3f}"), ("f1", "F1 at the model's threshold", "{:.3f}"),
                ("true_positives", "Defects found", "{:d}"), ("missed", "Defects missed", "{:d}"),
                ("false_alarms", "False alarms", "{:d}"), ("n_labelled", "Labelled images", "{:d}")]
-BETTER_HIGH = {"image_auroc", "f1", "true_positives"}
-BETTER_LOW = {"missed", "false_alarms"}
 COLUMNS = ["Image", "Label", "Score A", "Verdict A", "Score B", "Verdict B"]
 
 
@@ -213,9 +165,7 @@ class ComparePanel(QWidget):
             for side, v, other in (("a", va, vb), ("b", vb, va)):
                 lab = self.metric_labels[(side, key)]
                 lab.setText("–" if v is None else fmt.format(v))
-                better = (v is not None and other is not None and
-                          ((key in BETTER_HIGH and v > other) or (key in BETTER_LOW and v < other)))
-                lab.setStyleSheet("color: #2e7d32; font-weight: bold;" if better else "")
+                lab.setStyleSheet("color: #2e7d32; font-weight: bold;" if better(key, v, other) else "")
         self.metric_labels[("a", "threshold")].setText(f"{c.a.image_threshold:.4g}")
         self.metric_labels[("b", "threshold")].setText(f"{c.b.image_threshold:.4g}")
         missing = len(c.missing_a) + len(c.missing_b)
@@ -239,8 +189,8 @@ class ComparePanel(QWidget):
             items[0].setData(Qt.UserRole, r.id)
             items[0].setToolTip(r.path)
             for col, verdict in ((3, va), (5, vb)):
-                if verdict and r.label in ("good", "anomalous"):
-                    right = (verdict == "anomalous") == (r.label == "anomalous")
+                right = agrees(verdict, r.label)
+                if right is not None:
                     items[col].setForeground(QColor("#2e7d32" if right else "#c62828"))
             for j, it in enumerate(items):
                 self.table.setItem(i, j, it)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLab
                                QProgressBar, QPushButton, QSplitter, QStackedWidget, QTabWidget, QToolBar,
                                QVBoxLayout, QWidget)
 
+from ..core.backbone_specs import weights_for_loading
 from ..core.datasets import is_mvtec_category
 from ..project import DB_NAME, Project, is_project
 from ..project.inspection import inspect_in_project
@@ -599,10 +600,8 @@ class MainWindow(QMainWindow):
 
     def _weights_for(self, model_id: int) -> Optional[str]:
         """A weights file for loading the model when the one it was trained with is gone."""
-        w = self.project.model(model_id).meta.get("weights") or {}
-        if not isinstance(w, dict) or w.get("kind") == "random" or (w.get("path") and Path(w["path"]).is_file()):
-            return None
-        return self.settings.weights_file(self.project.model(model_id).backbone) or None
+        m = self.project.model(model_id)
+        return weights_for_loading(m.meta.get("weights") or {}, self.settings.weights_file(m.backbone))
 
     def inspect_images(self, image_ids: List[int]) -> Optional[JobWorker]:
         mid = self.project.current_model_id if self.project else None

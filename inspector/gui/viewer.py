@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QFormLayout, QFrame, QGr
 from ..core.errors import ImageReadError
 from ..core.images import read_image
 from ..core.overlay import colorize, contours
+from ..core import thresholds
 from ..project import ImageRow, ModelRow
 from .painting import MaskPainter
 
@@ -418,16 +419,18 @@ class ImageViewer(QWidget):
 
     @property
     def pixel_threshold(self) -> Optional[float]:
-        """The model's pixel threshold, moved by as much as the image threshold was moved."""
+        """The model's pixel threshold, moved with the image threshold (the engine's rule, which the
+        project stores with "Use for model")."""
         if self.model is None:
             return None
-        return self.model.pixel_threshold + (self.threshold - self.model.image_threshold)
+        m = self.model
+        return thresholds.shifted_pixel_threshold(m.pixel_threshold, m.image_threshold, self.threshold)
 
     @property
     def current_verdict(self) -> Optional[str]:
         if self.row is None or self.row.score is None or self.threshold is None:
             return None
-        return "anomalous" if self.row.score >= self.threshold else "normal"
+        return thresholds.verdict(self.row.score, self.threshold)
 
     # -- drawing -------------------------------------------------------------------------------
     def _redraw_map(self) -> None:

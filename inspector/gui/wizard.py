@@ -2,63 +2,36 @@
 
 from __future__ import annotations
 
-import ast
-from functools import lru_cache
-from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWizard,
-                               QWizardPage)
+                               QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+                               QWizard, QWizardPage)
 
-from .. import core
+from ..core.backbone_specs import DEFAULT_BACKBONE, REGISTRY
+from ..core.methods import catalog
+from ..core.methods.catalog import BACKBONE, MethodInfo, OptionSpec
 from ..core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
+from ..core.thresholds import STRATEGIES, STRATEGY_LABELS
 from ..project import Project
 from ..project.training_run import TrainOutcome, train_in_project
 from .charts import ScoreHistogram
 from .settings import Settings
 from .workers import ProcessJobWorker
 
-BACKBONES = [("wide_resnet50_2", "Wide ResNet-50-2 (best results, slower)"),
-             ("resnet18", "ResNet-18 (fast)"),
-             ("resnet50", "ResNet-50"),
-             ("mobilenet_v2", "MobileNet V2 (fastest)")]
-THRESHOLDS = [("mean+3std", "Mean + 3 × standard deviation of held-out good images"),
-              ("percentile", "99th percentile of held-out good images")]
+BACKBONES = [(name, spec.label or name) for name, spec in REGISTRY.items()]
+THRESHOLDS = [(name, STRATEGY_LABELS.get(name, name)) for name in STRATEGIES]
 
 
-# Methods that learn from the operator's labelled anomalous images as well (APC): offered only when
-# the project has some, and trained with them (``use_labelled_anomalies``).
-NEEDS_ANOMALIES = {"apc"}
+def available_methods(n_anomalies: int = 0) -> List[MethodInfo]:
+    """The catalog's methods; those that learn from labelled anomalous images only when the project
+    has some (read without importing torch)."""
+    return [m for m in catalog.methods() if n_anomalies > 0 or not m.needs_anomalies]
 
 
-def available_methods(n_anomalies: int = 0):
-    """PatchCore always; N-pad once the engine has it; APC when the engine has it and the project has
-    labelled anomalous images (looked up without importing torch)."""
-    here = Path(core.__file__).parent / "methods"
-    out = [("patchcore", "PatchCore: memory bank of good patches")]
-    if (here / "npad").is_dir():
-        out.append(("npad", "N-pad: neighbourhood-aware patch distances"))
-    if n_anomalies > 0 and (here / "apc").is_dir():
-        out.append(("apc", "APC: fine-tune on the labelled defects, then PatchCore"))
-    return out
-
-
-@lru_cache(maxsize=None)
-def apc_default_epochs() -> int:
-    """``APCOptions.epochs``'s default, read from the engine's source (importing it loads torch)."""
-    try:
-        tree = ast.parse((Path(core.__file__).parent / "methods" / "apc" / "__init__.py").read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and node.name == "APCOptions":
-                for item in node.body:
-                    if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
-                            and item.target.id == "epochs" and isinstance(item.value, ast.Constant)):
-                        return int(item.value.value)
-    except (OSError, SyntaxError, ValueError):
-        pass
-    return 3
+def _anomaly_methods() -> str:
+    return " or ".join(m.label for m in catalog.methods() if m.needs_anomalies)
 
 
 def anomaly_counts(project: Project) -> Tuple[int, int]:
@@ -70,8 +43,8 @@ def anomaly_counts(project: Project) -> Tuple[int, int]:
 def anomalies_text(n: int, with_mask: int) -> str:
     """What APC will use, and what is missing."""
     if n == 0:
-        return ("APC (fine-tuning with labelled defects) appears here once images are labelled anomalous: "
-                "mark defects in the review queue, or paint them in the viewer.")
+        return (f"{_anomaly_methods()} (learning from labelled defects too) appears here once images are "
+                "labelled anomalous: mark defects in the review queue, or paint them in the viewer.")
     text = f"{n} anomalous image{'s' if n != 1 else ''} labelled, {with_mask} with masks"
     without = n - with_mask
     if without and with_mask:
@@ -149,8 +122,8 @@ class MethodPage(QWizardPage):
         self.setSubTitle("The defaults work well for most parts. The backbone needs its ImageNet weights.")
         lay = QFormLayout(self)
         self.method = QComboBox()
-        for key, text in available_methods(self.n_anomalies):
-            self.method.addItem(text, key)
+        for info in available_methods(self.n_anomalies):
+            self.method.addItem(f"{info.label}: {info.description}", info.name)
         lay.addRow("Method", self.method)
         self.anomalies = QLabel(objectName="counts")
         self.anomalies.setWordWrap(True)
@@ -159,22 +132,26 @@ class MethodPage(QWizardPage):
         for key, text in BACKBONES:
             self.backbone.addItem(text, key)
         lay.addRow("Backbone", self.backbone)
-        row = QHBoxLayout()
+        self.weights_row = QWidget()
+        row = QHBoxLayout(self.weights_row)
+        row.setContentsMargins(0, 0, 0, 0)
         self.weights = QLineEdit()
         self.weights.setPlaceholderText("automatic (torchvision cache or download)")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row.addWidget(self.weights, 1)
         row.addWidget(browse)
-        lay.addRow("Weights file", row)
+        lay.addRow("Weights file", self.weights_row)
         self.random = QCheckBox("Random weights (for testing only: the results mean nothing)")
         lay.addRow(self.random)
         self.hint = QLabel(objectName="counts")
         self.hint.setWordWrap(True)
         lay.addRow(self.hint)
-        self.method.setCurrentIndex(max(0, self.method.findData(settings.get("train/method", "patchcore"))))
+        self.layout_ = lay
+        self.method.setCurrentIndex(max(0, self.method.findData(settings.get("train/method",
+                                                                             catalog.DEFAULT_METHOD))))
         self.backbone.setCurrentIndex(max(0, self.backbone.findData(settings.get("train/backbone",
-                                                                                 "wide_resnet50_2"))))
+                                                                                 DEFAULT_BACKBONE))))
         self.backbone.currentIndexChanged.connect(self._backbone_changed)
         self.random.toggled.connect(self.weights.setDisabled)
         self.method.currentIndexChanged.connect(self._method_changed)
@@ -182,15 +159,22 @@ class MethodPage(QWizardPage):
         self._method_changed()
 
     @property
+    def method_info(self) -> MethodInfo:
+        return catalog.get(self.method.currentData())
+
+    @property
     def uses_anomalies(self) -> bool:
-        return self.method.currentData() in NEEDS_ANOMALIES
+        return self.method_info.needs_anomalies
 
     def _method_changed(self) -> None:
         text = anomalies_text(self.n_anomalies, self.n_masks)
         if self.n_anomalies and not self.uses_anomalies:
-            text = (f"{self.n_anomalies} images are labelled anomalous: choose APC to fine-tune the backbone "
-                    "on them.")
+            text = (f"{self.n_anomalies} images are labelled anomalous: choose {_anomaly_methods()} to learn "
+                    "from them too.")
         self.anomalies.setText(text)
+        backbone = BACKBONE in self.method_info.shared_settings
+        for w in (self.backbone, self.weights_row, self.random, self.hint):
+            self.layout_.setRowVisible(w, backbone)
 
     def _backbone_changed(self) -> None:
         self.weights.setText(self.settings.weights_file(self.backbone.currentData()))
@@ -219,13 +203,61 @@ class MethodPage(QWizardPage):
         return True
 
 
+def option_widget(spec: OptionSpec, value):
+    """An input field for one of a method's options, bounded by the catalog's range."""
+    tip = spec.help
+    if spec.kind is bool:
+        w = QCheckBox()
+        w.setChecked(bool(value))
+    elif spec.kind in (int, float):
+        w = QSpinBox() if spec.kind is int else QDoubleSpinBox()
+        if spec.kind is float:
+            step = spec.step or 0.1
+            decimals = max(2, len(f"{step:.10f}".rstrip("0").split(".")[1]) + 1)
+            w.setDecimals(decimals)
+            tiny = 10 ** -decimals
+        else:
+            step, tiny = spec.step or 1, 1
+        lo = spec.minimum if spec.minimum is not None else (spec.above + tiny if spec.above is not None else 0)
+        hi = spec.maximum if spec.maximum is not None else (spec.below - tiny if spec.below is not None else 10**6)
+        if spec.kind is int:
+            lo, hi = int(lo), int(hi)
+        w.setRange(lo, hi)
+        w.setSingleStep(step)
+        w.setValue(value)
+        rng = spec.describe_range()
+        tip += f" ({rng})" if rng else ""
+    elif spec.allowed() is not None:
+        w = QComboBox()
+        for v in spec.allowed():
+            w.addItem(str(v), v)
+        w.setCurrentIndex(max(0, w.findData(value)))
+    else:
+        w = QLineEdit(",".join(map(str, value)) if isinstance(value, tuple) else str(value))
+    w.setToolTip(f"{tip[:1].upper()}{tip[1:]}")
+    return w
+
+
+def widget_value(w):
+    if isinstance(w, QCheckBox):
+        return w.isChecked()
+    if isinstance(w, (QSpinBox, QDoubleSpinBox)):
+        return w.value()
+    if isinstance(w, QComboBox):
+        return w.currentData()
+    return w.text().strip()
+
+
 class OptionsPage(QWizardPage):
+    """Image size, threshold and the chosen method's main options (from the method catalog)."""
+
     def __init__(self, settings: Settings):
         super().__init__()
         self.settings = settings
-        self.setTitle("Image size and threshold")
+        self.setTitle("Image size, threshold and method options")
         self.setSubTitle("Larger images find smaller defects but train more slowly.")
         lay = QFormLayout(self)
+        self.layout_ = lay
         self.size = QSpinBox()
         self.size.setRange(32, 1024)
         self.size.setSingleStep(32)
@@ -238,20 +270,18 @@ class OptionsPage(QWizardPage):
         self.crop.setSpecialValueText("no crop (whole image)")
         self.crop.setValue(settings.get("train/crop", 0, int))
         lay.addRow("Center crop", self.crop)
-        self.coreset = QDoubleSpinBox()
-        self.coreset.setRange(0.001, 1.0)
-        self.coreset.setDecimals(3)
-        self.coreset.setSingleStep(0.01)
-        self.coreset.setValue(settings.get("train/coreset", 0.1, float))
-        self.coreset.setToolTip("Share of the good patches kept in the memory bank (smaller is faster)")
-        lay.addRow("Coreset ratio", self.coreset)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 200)
-        self.epochs.setValue(settings.get("train/apc_epochs", apc_default_epochs(), int))
-        self.epochs.setToolTip("APC: passes over the good images while fine-tuning (more is slower; "
-                               "on a CPU the default already takes minutes)")
-        self.epochs_title = QLabel("Fine-tuning epochs")
-        lay.addRow(self.epochs_title, self.epochs)
+        # each method's main options, shown for the method chosen on the previous page
+        self.option_fields: Dict[str, Dict[str, QWidget]] = {}
+        for info in catalog.methods():
+            fields = self.option_fields[info.name] = {}
+            for spec in info.main_specs():
+                value = settings.get(self._key(info, spec), spec.default, spec.kind)
+                try:
+                    value = spec.coerce(value, info.label)
+                except Exception:           # a remembered value the catalog no longer accepts
+                    value = spec.default
+                fields[spec.name] = option_widget(spec, value)
+                lay.addRow(spec.title, fields[spec.name])
         self.threshold = QComboBox()
         for key, text in THRESHOLDS:
             self.threshold.addItem(text, key)
@@ -261,26 +291,39 @@ class OptionsPage(QWizardPage):
         self.inspect.setChecked(True)
         lay.addRow(self.inspect)
 
-    def initializePage(self) -> None:
+    @staticmethod
+    def _key(info: MethodInfo, spec: OptionSpec) -> str:
+        return f"train/{info.name}/{spec.name}"
+
+    def method_info(self) -> Optional[MethodInfo]:
         w = self.wizard()
-        apc = w is not None and w.method_page.uses_anomalies
-        self.epochs.setVisible(apc)
-        self.epochs_title.setVisible(apc)
+        return w.method_page.method_info if w is not None else None
+
+    @property
+    def fields(self) -> Dict[str, QWidget]:
+        """The chosen method's main options: name → input field."""
+        info = self.method_info()
+        return self.option_fields.get(info.name, {}) if info is not None else {}
+
+    def initializePage(self) -> None:
+        info = self.method_info()
+        for name, fields in self.option_fields.items():
+            for w in fields.values():
+                self.layout_.setRowVisible(w, info is not None and name == info.name)
 
     def values(self) -> dict:
         crop = self.crop.value() or None
-        options = {"coreset_ratio": self.coreset.value()}
-        w = self.wizard()
-        if w is not None and w.method_page.uses_anomalies:
-            options["epochs"] = self.epochs.value()
         return {"resize": self.size.value(), "crop": crop if crop and crop <= self.size.value() else None,
-                "threshold": self.threshold.currentData(), "options": options}
+                "threshold": self.threshold.currentData(),
+                "options": {name: widget_value(w) for name, w in self.fields.items()}}
 
     def validatePage(self) -> bool:
-        self.settings.set("train/apc_epochs", self.epochs.value())
+        info = self.method_info()
+        if info is not None:
+            for spec in info.main_specs():
+                self.settings.set(self._key(info, spec), widget_value(self.fields[spec.name]))
         self.settings.set("train/size", self.size.value())
         self.settings.set("train/crop", self.crop.value())
-        self.settings.set("train/coreset", self.coreset.value())
         self.settings.set("train/threshold", self.threshold.currentData())
         return True
 

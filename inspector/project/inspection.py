@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 from ..core.errors import ImageReadError
 from ..core.images import read_image
 from ..core.jobs import Job, as_job
+from ..core.thresholds import verdict
 from .store import Project
 
 
@@ -41,7 +42,7 @@ def inspect_images(project: Project, model, model_id: int, image_ids: Sequence[i
         if images:
             preds = model.predict(images, job=Job(cancel=job.cancel))
             project.add_results(model_id, [
-                (iid, p.score, "anomalous" if p.score >= threshold else "normal", p.anomaly_map)
+                (iid, p.score, verdict(p.score, threshold), p.anomaly_map)
                 for iid, p in zip(ok_ids, preds)])
             scored += len(preds)
         done += len(chunk)

@@ -539,14 +539,23 @@ class Project:
             f.unlink(missing_ok=True)
 
     def set_image_threshold(self, model_id: int, value: float) -> int:
-        """Change a model's image threshold and re-decide its verdicts. Returns verdicts changed."""
+        """Change a model's image threshold, move its pixel threshold with it (the engine's rule, as
+        the viewer previews it) and re-decide its verdicts, in one transaction. Returns verdicts changed."""
+        from ..core.thresholds import shifted_pixel_threshold, verdict
+
+        value = float(value)
         with self._tx() as c:
-            c.execute("UPDATE models SET image_threshold = ? WHERE id = ?", (float(value), model_id))
-            cur = c.execute(
-                "UPDATE results SET verdict = CASE WHEN score >= ? THEN 'anomalous' ELSE 'normal' END "
-                "WHERE model_id = ? AND verdict != CASE WHEN score >= ? THEN 'anomalous' ELSE 'normal' END",
-                (float(value), model_id, float(value)))
-            return cur.rowcount
+            row = c.execute("SELECT image_threshold, pixel_threshold FROM models WHERE id = ?", (model_id,)).fetchone()
+            if row is None:
+                raise ProjectError(f"no model with id {model_id} in the project")
+            pixel = shifted_pixel_threshold(row[1], row[0], value)
+            c.execute("UPDATE models SET image_threshold = ?, pixel_threshold = ? WHERE id = ?",
+                      (value, pixel, model_id))
+            rows = c.execute("SELECT image_id, score, verdict FROM results WHERE model_id = ?", (model_id,)).fetchall()
+            changed = [(new, model_id, image_id) for image_id, score, old in rows
+                       if (new := verdict(score, value)) != old]
+            c.executemany("UPDATE results SET verdict = ? WHERE model_id = ? AND image_id = ?", changed)
+            return len(changed)
 
     # -- results -----------------------------------------------------------------------------
     def map_file(self, model_id: int, image_id: int) -> Path:

@@ -36,13 +36,14 @@ class TrainOutcome:
 def labelled_metrics(scores_labels: List[Tuple[float, Optional[str]]], threshold: float) -> Dict[str, float]:
     """Image AUROC, F1 and counts at the threshold, when both labels are present."""
     from ..core import metrics
+    from ..core.thresholds import is_anomalous
 
     pairs = [(s, 1 if lab == "anomalous" else 0) for s, lab in scores_labels if lab in ("good", "anomalous")]
     y = np.array([p[1] for p in pairs])
     if len(pairs) == 0 or y.min() == y.max():
         return {}
     s = np.array([p[0] for p in pairs], np.float64)
-    pred = s >= threshold
+    pred = is_anomalous(s, threshold)
     return {
         "image_auroc": float(metrics.image_auroc(y, s)),
         "f1": float(metrics.f1_at(y, s, threshold)),

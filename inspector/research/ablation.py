@@ -36,6 +36,8 @@ from ..core.methods.base import FrameSource
 from ..core.methods.npad import NPadModel, Variant
 from ..core.pipeline.training import TrainSettings, train_model
 
+NPAD = NPadModel.method     # the ablation's method, whatever the settings passed in say
+
 VARIANTS: List[Variant] = [
     Variant(maps, neighbours, shift)
     for shift in (False, True)
@@ -61,10 +63,7 @@ def run_npad_ablation(category_path, settings: Optional[TrainSettings] = None, j
     masks), plus the shared ``train_seconds`` and ``ms_per_image`` (all variants scored together).
     """
     job = as_job(job)
-    settings = settings or TrainSettings(method="npad", crop=224)
-    if settings.method != "npad":
-        raise InspectorError("the ablation is for N-pad (method npad)")
-    settings = dataclasses.replace(settings, holdout=0)
+    settings = dataclasses.replace(settings or TrainSettings(crop=224), method=NPAD, holdout=0)
     category = load_mvtec_category(category_path)
     result = train_model([s.path for s in category.train], settings, job)
     model = result.model
@@ -123,7 +122,8 @@ def format_table(rows: Sequence[Dict]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from ..terminal import TerminalProgress
-    from ..core.backbones import DEFAULT_BACKBONE, REGISTRY
+    from ..core.backbone_specs import DEFAULT_BACKBONE, REGISTRY
+    from ..core.methods.catalog import parse_options
     p = argparse.ArgumentParser(prog="inspector ablation",
                                 description="N-pad ablation (paper table 3): A, B, A+B, A+C, A+B+C, "
                                             "each without and with test-time shifting")
@@ -142,21 +142,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", metavar="OUT.json")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
-    options = {}
-    for item in args.option:
-        if "=" not in item:
-            p.error(f"--option needs KEY=VALUE, got '{item}'")
-        k, v = item.split("=", 1)
-        try:
-            options[k.strip()] = json.loads(v)
-        except ValueError:
-            options[k.strip()] = v.strip()
-    settings = TrainSettings(method="npad", backbone=args.backbone, weights=args.weights,
-                             random_weights=args.random_weights, resize=args.resize, crop=args.crop,
-                             seed=args.seed, device=args.device, options=options)
     bar = TerminalProgress(enabled=not args.quiet)
     rows: List[Dict] = []
     try:
+        settings = TrainSettings(method=NPAD, backbone=args.backbone, weights=args.weights,
+                                 random_weights=args.random_weights, resize=args.resize, crop=args.crop,
+                                 seed=args.seed, device=args.device, options=parse_options(NPAD, args.option))
         cats = find_categories(args.dataset, args.categories.split(",") if args.categories else None)
         for path in cats:
             rows += run_npad_ablation(path, settings, Job(bar), pro=not args.no_pro)

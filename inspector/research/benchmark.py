@@ -15,8 +15,10 @@ import cv2
 import numpy as np
 import torch
 
-from .evaluation import peak_rss_mb
+from .memory import peak_rss_mb
+from ..core.backbone_specs import DEFAULT_BACKBONE
 from ..core.jobs import Job, as_job
+from ..core.methods.catalog import DEFAULT_METHOD
 from ..core.pipeline.training import TrainSettings, train_model
 
 
@@ -51,14 +53,15 @@ def _time_per_image(fn, batches, repeats: int) -> float:
     return 1000.0 * (time.perf_counter() - t0) / n
 
 
-def run_benchmark(backbone: str = "wide_resnet50_2", method: str = "patchcore", n_images: int = 209,
-                  coreset_ratio: float = 0.1, image_size: int = 224, n_inference: int = 32,
+def run_benchmark(backbone: str = DEFAULT_BACKBONE, method: str = DEFAULT_METHOD, n_images: int = 209,
+                  image_size: int = 224, n_inference: int = 32,
                   batch_size: int = 8, random_weights: bool = True, weights: Optional[str] = None,
                   options: Optional[Dict] = None, job: Optional[Job] = None) -> Dict:
+    """Train ``method`` with ``options`` (see :func:`inspector.cli.method_options`) on generated
+    images and time it; the coreset ratio and index reported are those of the model (None for a
+    method without them)."""
     job = as_job(job)
     opts = dict(options or {})
-    if method == "patchcore":
-        opts.setdefault("coreset_ratio", coreset_ratio)
     with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
         job.step("making images", 0, 1)
         paths = synthetic_images(Path(tmp) / "bank", n_images + n_inference, image_size)
@@ -82,17 +85,18 @@ def run_benchmark(backbone: str = "wide_resnet50_2", method: str = "patchcore", 
         inference_ms = _time_per_image(model.score_batch, batches, 2)
         job.step("timing inference", 2, 2)
         timings = model.meta.get("timings", {})
+        model_options = getattr(model, "options", None)
         return {
             "backbone": backbone,
             "method": method,
             "image_size": image_size,
-            "coreset_ratio": coreset_ratio,
+            "coreset_ratio": getattr(model_options, "coreset_ratio", None),
             "n_bank_images": n_images,
             "backbone_ms_per_image": backbone_ms,
             "inference_ms_per_image": inference_ms,
             "feature_extraction_seconds": timings.get("feature_extraction_seconds"),
             "coreset_seconds": timings.get("coreset_seconds"),
             "peak_rss_mb": peak_rss_mb(),
-            "index": getattr(getattr(model, "options", None), "index", None),
+            "index": getattr(model_options, "index", None),
             "device": str(device),
         }

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,7 @@ from ..core.jobs import Job, as_job
 from ..core.methods.base import FrameSource
 from ..core.modelfile import save_model
 from ..core.pipeline.training import TrainSettings, train_model
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from .memory import peak_rss_mb
 
 
 def split_labelled(test: Sequence[Sample], n: int, seed: int = 0) -> Tuple[List[Sample], List[Sample]]:

@@ -35,7 +35,7 @@ def test_blur_spreads_a_single_hot_patch_and_keeps_its_peak():
 def test_unknown_upsampling_is_refused():
     with pytest.raises(ValueError, match="upsampling"):
         grid_to_maps(GRID, 8, upsampling="cubic")
-    with pytest.raises(InspectorError, match="map upsampling"):
+    with pytest.raises(InspectorError, match="map_upsampling must be one of bilinear, nearest"):
         PatchCoreOptions.from_dict({"map_upsampling": "cubic"})
     assert PatchCoreOptions.from_dict({}).map_upsampling == "nearest"      # new models
     # model files written before the option existed keep the bilinear maps they were made with

@@ -73,7 +73,7 @@ def test_user_mistakes_give_one_clear_line(argv, words, capsys):
 def test_evaluate_with_a_bad_option_prints_only_the_error(mvtec_category, capsys):
     assert main(["evaluate", str(mvtec_category), "--crop", "56", *FAST, "--option", "coreset_ratio=7"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.strip() == "inspector: error: coreset ratio must be between 0 and 1 (got 7)"
+    assert out == "" and err.strip() == "inspector: error: PatchCore option coreset_ratio must be in (0, 1] (got 7)"
 
 
 def test_empty_folder_and_wrong_layout(tmp_path, capsys):

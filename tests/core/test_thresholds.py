@@ -84,3 +84,27 @@ def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="unknown threshold method"):
         Threshold(value=1.0, method="magic", n=1)
     assert thresholds.METHODS == ("mean+3std", "percentile", "f1-optimal", "manual")
+
+
+def test_the_verdict_rule_is_one_function_used_by_the_engine():
+    from inspector.core.methods.base import Prediction
+    from inspector.core.metrics import f1_at
+
+    assert thresholds.is_anomalous(0.5, 0.5) and not thresholds.is_anomalous(0.4999, 0.5)
+    assert (thresholds.verdict(0.5, 0.5), thresholds.verdict(0.1, 0.5)) == ("anomalous", "normal")
+    np.testing.assert_array_equal(thresholds.is_anomalous(np.array([0.4, 0.5, 0.6]), 0.5), [False, True, True])
+    assert thresholds.verdict(1e30, float("inf")) == "normal"          # an unset threshold flags nothing
+    p = Prediction(0.5, np.zeros((2, 2), np.float32), 0.5, 1.0)
+    assert p.is_anomalous and p.verdict == "anomalous"
+    assert f1_at([0, 1], [0.2, 0.5], 0.5) == 1.0                       # metrics count 0.5 as flagged too
+
+
+def test_the_pixel_threshold_moves_with_the_image_threshold():
+    assert thresholds.shifted_pixel_threshold(0.4, 0.5, 0.2) == pytest.approx(0.1)
+    assert thresholds.shifted_pixel_threshold(0.4, 0.5, 0.5) == 0.4
+    assert thresholds.shifted_pixel_threshold(float("inf"), float("inf"), 0.3) == float("inf")
+    assert thresholds.shifted_pixel_threshold(0.4, float("inf"), 0.3) == 0.4
+
+
+def test_every_strategy_has_a_label_for_the_wizard():
+    assert set(thresholds.STRATEGY_LABELS) == set(STRATEGIES)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from inspector.core.pipeline.training import TrainSettings
-from inspector.gui.compare import ComparePanel, compare_models
+from inspector.gui.compare import ComparePanel
+from inspector.project.compare import better, compare_models
 from inspector.gui.wizard import TrainWizard, anomalies_text
 from inspector.project import Project
 from inspector.project.demo import make_folder, make_mvtec
@@ -55,16 +56,17 @@ def test_wizard_offers_apc_only_with_labelled_anomalies(qtbot, tmp_path):
         wiz.next()
         wiz.next()
         op = wiz.options_page
-        assert op.epochs.isVisibleTo(op) and op.epochs.value() == 3      # APCOptions' default
-        op.epochs.setValue(1)
+        epochs = op.fields["epochs"]
+        assert epochs.isVisibleTo(op) and epochs.value() == 3      # APCOptions' default
+        epochs.setValue(1)
         d = wiz.run_page.settings_dict()
-        assert d["method"] == "apc" and d["options"]["epochs"] == 1
+        assert d["method"] == "apc" and d["options"] == {"epochs": 1, "coreset_ratio": pytest.approx(0.1)}
         wiz.back()
         assert wiz.currentPage() is mp
         mp.method.setCurrentIndex(mp.method.findData("patchcore"))
         assert not mp.uses_anomalies and "choose APC" in mp.anomalies.text()
         wiz.next()
-        assert not op.epochs.isVisibleTo(op) and "epochs" not in wiz.run_page.settings_dict()["options"]
+        assert not epochs.isVisibleTo(op) and list(wiz.run_page.settings_dict()["options"]) == ["coreset_ratio"]
         wiz.close()
     finally:
         p.close()
@@ -155,6 +157,9 @@ def test_compare_panel_inspects_missing_then_shows_metrics_and_adopts(qtbot, win
     assert 0.0 <= m_a["image_auroc"] <= 1.0 and 0.0 <= m_b["image_auroc"] <= 1.0
     assert cp.metric_labels[("a", "image_auroc")].text() == f"{m_a['image_auroc']:.3f}"
     assert cp.metric_labels[("b", "f1")].text() == f"{m_b['f1']:.3f}"
+    for key in ("image_auroc", "missed"):        # the better figure is in bold, by the project's rule
+        for side, v, other in (("a", m_a[key], m_b[key]), ("b", m_b[key], m_a[key])):
+            assert ("bold" in cp.metric_labels[(side, key)].styleSheet()) == better(key, v, other)
 
     current = w.project.current_model_id
     other = pc_id if current == apc_id else apc_id

@@ -28,7 +28,8 @@ def start_wizard(window, qtbot, name="tiny"):
     wiz.next()                                  # → options
     op = wiz.options_page
     op.size.setValue(64)
-    assert op.coreset.value() == pytest.approx(0.1)
+    assert list(op.fields) == ["coreset_ratio"]            # PatchCore's own options, from the catalog
+    assert op.fields["coreset_ratio"].value() == pytest.approx(0.1)
     assert op.threshold.currentData() == "mean+3std"
     return wiz
 

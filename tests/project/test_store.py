@@ -161,6 +161,30 @@ def test_models_results_maps_and_threshold(tmp_path, project, data):
     p.close()
 
 
+def test_use_for_model_stores_the_moved_pixel_threshold_and_the_verdicts(tmp_path, project, data):
+    """"Use for model" keeps what the viewer previewed: the image threshold, the pixel threshold
+    moved by the same amount (the engine's rule), and verdicts by the one verdict rule."""
+    from inspector.core.thresholds import shifted_pixel_threshold, verdict
+
+    project.add_mvtec(data)
+    mid = project.add_model("m1", _fake_model_file(project), "m", "resnet18", 0.5, 0.4, {})
+    ids = project.image_ids(split="test")
+    project.add_results(mid, [(ids[0], 0.9, "anomalous", None), (ids[1], 0.3, "normal", None)])
+    assert project.set_image_threshold(mid, 0.3) == 1         # a score equal to the threshold is anomalous
+    m = project.model(mid)
+    assert m.pixel_threshold == pytest.approx(0.2) == shifted_pixel_threshold(0.4, 0.5, 0.3)
+    assert [project.image(i, mid).verdict for i in ids[:2]] == [verdict(0.9, 0.3), verdict(0.3, 0.3)] \
+        == ["anomalous", "anomalous"]
+    assert project.set_image_threshold(mid, 0.5) == 1 and project.model(mid).pixel_threshold == pytest.approx(0.4)
+    # a model whose thresholds were never set: the pixel threshold stays unset
+    unset = project.add_model("m2", _fake_model_file(project), "m", "resnet18", float("inf"), float("inf"), {})
+    project.set_image_threshold(unset, 0.7)
+    assert project.model(unset).image_threshold == pytest.approx(0.7)
+    assert project.model(unset).pixel_threshold == float("inf")
+    with pytest.raises(ProjectError, match="no model with id 999"):
+        project.set_image_threshold(999, 0.1)
+
+
 class _Pred:
     def __init__(self, score, shape):
         self.score = score

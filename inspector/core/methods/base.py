@@ -10,7 +10,6 @@ through ``state()`` / ``from_state()`` (JSON-able metadata, numpy arrays, raw bl
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -24,7 +23,9 @@ from ..errors import DatasetError, ImageReadError, InspectorError
 from ..images import read_image
 from ..jobs import Job, as_job
 from ..preprocess import Preprocess
+from .. import thresholds
 from ..thresholds import Threshold
+from . import catalog
 
 if TYPE_CHECKING:
     from ..backbones import TapExtractor
@@ -39,11 +40,11 @@ class Prediction:
 
     @property
     def is_anomalous(self) -> bool:
-        return self.score >= self.image_threshold
+        return thresholds.is_anomalous(self.score, self.image_threshold)
 
     @property
     def verdict(self) -> str:
-        return "anomalous" if self.is_anomalous else "normal"
+        return thresholds.verdict(self.score, self.image_threshold)
 
 
 class FrameSource:
@@ -204,24 +205,20 @@ def register(cls: Type[Method]) -> Type[Method]:
     return cls
 
 
-BUILTIN_METHODS = ("patchcore", "npad", "apc")
-
-
-def _load_builtin() -> None:
-    """Import the built-in methods present in this build (each registers itself)."""
-    for name in BUILTIN_METHODS:
-        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
-            importlib.import_module(f"{__package__}.{name}")
-
-
 def method_names() -> List[str]:
-    _load_builtin()
-    return list(_METHODS)
+    """The methods in the catalog (:mod:`.catalog`), which need not be imported for that."""
+    return catalog.names()
 
 
 def get_method(name: str) -> Type[Method]:
-    _load_builtin()
+    """The :class:`Method` registered under ``name``: its catalog entry names the module to import."""
+    info = catalog.get(name)
+    if name not in _METHODS:
+        try:
+            importlib.import_module(info.implementation)
+        except ModuleNotFoundError as exc:
+            raise InspectorError(f"{info.label} cannot be used here: {exc.name} is missing") from None
     try:
         return _METHODS[name]
     except KeyError:
-        raise InspectorError(f"unknown method '{name}' (choose one of: {', '.join(_METHODS)})") from None
+        raise InspectorError(f"method '{name}': {info.implementation} registers no Method of that name") from None

@@ -8,70 +8,21 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, fields
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..anomaly_map import UPSAMPLING, grid_to_maps
+from ..anomaly_map import grid_to_maps
 from ..backbones import TapExtractor
 from ..coreset import greedy_coreset
 from ..errors import InspectorError
 from ..features import output_dim, patch_features, to_rows
 from ..jobs import Job, as_job
 from ..preprocess import Preprocess
-from ..search import INDEXES, NeighbourIndex, build_index, exact_search, load_index
+from ..search import NeighbourIndex, build_index, exact_search, load_index
 from .base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
-
-
-@dataclass
-class PatchCoreOptions:
-    strides: Tuple[int, ...] = (8, 16)   # taps (paper: layer2 + layer3 of WRN-50)
-    d: int = 1024                        # target feature dimension (paper: 1024)
-    kernel: int = 3                      # neighbourhood aggregation window (paper: 3)
-    coreset_ratio: float = 0.1           # paper: 10% (1% nearly as good)
-    projection_dim: int = 128            # random projection for coreset distances (paper: 128)
-    index: str = "ivf-refine"            # PCA + IVF candidates re-ranked exactly (the default), "exact"
-                                         # (brute force), "ivf" or "hnsw" (README, "Index")
-    nprobe: Optional[int] = None         # cells scanned per query (None: 8 for ivf, nlist/16 for ivf-refine)
-    ef_search: int = 64                  # HNSW search breadth
-    reweight: bool = True                # the paper's reweighted image score; False: plain max
-    b: int = 9                           # neighbourhood size for the reweighting (paper: 9)
-    blur_sigma: float = 4.0              # anomaly-map smoothing (paper: 4)
-    map_upsampling: str = "nearest"      # patch grid → frame: "nearest" as anomalib (default, README
-                                         # "Preprocessing"), or "bilinear" as METHODS.md §1
-    batch_size: int = 16
-
-    @classmethod
-    def from_dict(cls, d: Dict) -> "PatchCoreOptions":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InspectorError(f"unknown PatchCore option(s): {', '.join(unknown)}")
-        opts = cls(**{k: (tuple(v) if k == "strides" else v) for k, v in d.items()})
-        if not 0.0 < opts.coreset_ratio <= 1.0:
-            raise InspectorError(f"coreset ratio must be between 0 and 1 (got {opts.coreset_ratio})")
-        if opts.index not in INDEXES:
-            raise InspectorError(f"unknown index '{opts.index}' (choose one of: {', '.join(INDEXES)})")
-        if opts.map_upsampling not in UPSAMPLING:
-            raise InspectorError(f"unknown map upsampling '{opts.map_upsampling}' "
-                                 f"(choose one of: {', '.join(UPSAMPLING)})")
-        return opts
-
-    @classmethod
-    def from_saved(cls, d: Dict) -> "PatchCoreOptions":
-        """Options read from a model file: fields the file predates keep the value it was made with."""
-        return cls.from_dict({**SAVED_BEFORE_FIELD, **d})
-
-    def to_dict(self) -> Dict:
-        d = asdict(self)
-        d["strides"] = list(self.strides)
-        return d
-
-
-# Options whose default changed: what a model file written before the field existed was made with.
-SAVED_BEFORE_FIELD = {"map_upsampling": "bilinear"}
+from .patchcore_options import SAVED_BEFORE_FIELD, PatchCoreOptions  # noqa: F401  (SAVED_BEFORE_FIELD: for importers)
 
 
 def certify_maxima(bank: np.ndarray, rows: np.ndarray, patch_min: np.ndarray, nn_idx: np.ndarray,

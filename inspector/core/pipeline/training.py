@@ -29,13 +29,14 @@ from .holdout import (MIN_IMAGES_FOR_THRESHOLDS, Calibration, CrossFit, HoldOut,
                       split_holdout)
 from ..jobs import Job, as_job
 from ..methods.base import AnomalyModel, FitContext, FrameSource, Method, get_method
+from ..methods.catalog import DEFAULT_METHOD
 from ..preprocess import Preprocess
 from .. import thresholds as th
 
 
 @dataclass
 class TrainSettings:
-    method: str = "patchcore"
+    method: str = DEFAULT_METHOD
     backbone: str = DEFAULT_BACKBONE
     weights: Optional[str] = None
     random_weights: bool = False

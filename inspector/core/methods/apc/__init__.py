@@ -31,21 +31,21 @@ On CUDA the fine-tuning takes seconds to a minute.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .net import SEG_LOSSES, SKIPS, APCNet, Augment, BalancedBatchSampler, Encoder, apc_loss
+from .net import APCNet, Augment, BalancedBatchSampler, Encoder, apc_loss
 from ...backbones import TapExtractor, default_device, get_spec, load_backbone_module
 from ...errors import ImageReadError, InspectorError
 from ...features import output_dim
 from ...images import read_image, read_mask
 from ...jobs import Job, as_job
 from ..base import FitContext, FrameSource, Method, register
-from ..patchcore import PatchCoreModel, PatchCoreOptions
+from ..apc_options import APCOptions
+from ..patchcore import PatchCoreModel
 
 ENCODER_PREFIX = "encoder."
 
@@ -55,77 +55,6 @@ HOW_TO_LABEL = (
     "'inspector train DIR --method apc --anomalies DEFECT_DIR_OR_LIST [--masks MASK_DIR]', or "
     "'inspector evaluate DATA --method apc --labelled-anomalies 10'; in the app, label images as "
     "anomalous (and paint their defects) in the review queue. Without any, train PatchCore instead.")
-
-
-@dataclass
-class APCOptions:
-    """APC's fine-tuning parameters; PatchCore's options (``coreset_ratio``, ``index``, ...) pass
-    through unchanged in ``patchcore`` (one flat dict on the command line: ``--option KEY=VALUE``).
-
-    Defaults aim at a 200-image category in well under an hour on a 2-core CPU with the default
-    backbone (see the module docstring); on CUDA they take a minute or two."""
-
-    epochs: int = 3                  # passes over the normal images (paper: not given); the CPU budget,
-                                     # see the module docstring (on CUDA, 10-20 are affordable)
-    lr: float = 1e-5                 # Adam, encoder (pre-trained: small steps keep ImageNet features).
-                                     # magnetic_tile, 10 labelled: 1e-4 lost 1 point of image AUROC
-                                     # to PatchCore (0.947 vs 0.957), 1e-5 gained 0.2 (0.959)
-    head_lr: float = 1e-3            # Adam, decoder and heads (trained from scratch)
-    weight_decay: float = 0.0
-    batch_size: int = 8              # fine-tuning batch (also PatchCore's feature-extraction batch)
-    anomalous_fraction: float = 0.25  # anomalous images per batch: ceil(batch·fraction), >= 1
-    w_cls: float = 10.0              # paper: L = 10·L_cls + L_seg + L_rec
-    w_seg: float = 1.0
-    w_rec: float = 1.0
-    seg_loss: str = "bce"            # "bce" (per-pixel BCE) or "bce+dice" (adds soft Dice)
-    skips: int = 2                   # U-Net skip connections: 2 (paper's default) or 4
-    decoder_width: int = 16          # channels of the last decoder stage (doubling towards the encoder)
-    freeze_stride: int = 4           # freeze the encoder up to this tap (4: stem + first stage; 0: none)
-    train_bn: bool = False           # update BatchNorm statistics of the encoder (small batches: off)
-    augment: bool = True             # flips, rotation, shift, brightness/contrast
-    vflip: bool = True               # vertical flips (turn off for images with a fixed up/down)
-    degrees: float = 10.0            # max rotation
-    shift: float = 0.05              # max shift, fraction of the side
-    jitter: float = 0.1              # max brightness shift and contrast change
-    patchcore: PatchCoreOptions = None   # type: ignore[assignment]
-
-    def __post_init__(self):
-        if self.patchcore is None:
-            self.patchcore = PatchCoreOptions()
-
-    @classmethod
-    def apc_fields(cls) -> List[str]:
-        return [f.name for f in fields(cls) if f.name != "patchcore"]
-
-    @classmethod
-    def from_dict(cls, d: Dict) -> "APCOptions":
-        own = set(cls.apc_fields())
-        pc_names = {f.name for f in fields(PatchCoreOptions)}
-        unknown = sorted(set(d) - own - pc_names)
-        if unknown:
-            raise InspectorError(f"unknown APC option(s): {', '.join(unknown)}")
-        pc = {k: v for k, v in d.items() if k in pc_names and k not in own}
-        opts = cls(**{k: v for k, v in d.items() if k in own}, patchcore=PatchCoreOptions.from_dict(pc))
-        opts.patchcore.batch_size = opts.batch_size
-        if opts.skips not in SKIPS:
-            raise InspectorError(f"APC skips must be 2 or 4 (got {opts.skips})")
-        if opts.seg_loss not in SEG_LOSSES:
-            raise InspectorError(f"unknown APC segmentation loss '{opts.seg_loss}' (choose one of: "
-                                 f"{', '.join(SEG_LOSSES)})")
-        if not 0.0 < opts.anomalous_fraction < 1.0:
-            raise InspectorError(f"anomalous_fraction must be between 0 and 1 (got {opts.anomalous_fraction})")
-        if opts.batch_size < 2:
-            raise InspectorError("APC batch_size must be at least 2")
-        if opts.epochs < 0:
-            raise InspectorError("APC epochs must be 0 or more")
-        if opts.freeze_stride not in (0, 2, 4, 8, 16):
-            raise InspectorError(f"freeze_stride must be 0, 2, 4, 8 or 16 (got {opts.freeze_stride})")
-        return opts
-
-    def to_dict(self) -> Dict:
-        d = {k: getattr(self, k) for k in self.apc_fields()}
-        d.update({k: v for k, v in self.patchcore.to_dict().items() if k not in d})
-        return d
 
 
 def encoder_arrays(extractor: TapExtractor) -> Dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ values) and stored as float16 by default; plus the centroid bank as its search i
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -48,127 +48,11 @@ from ...errors import InspectorError
 from ...features import upsample_to
 from ...jobs import Job, as_job
 from ...preprocess import Preprocess
-from ...search import INDEXES, NeighbourIndex, build_index, load_index
+from ...search import NeighbourIndex, build_index, load_index
 from ..base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
+from ..npad_options import NPadOptions
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-@dataclass
-class NPadOptions:
-    """N-pad's parameters; each comment gives the paper's value (WRN-50, 224 px) and why ours differs."""
-
-    strides: Tuple[int, ...] = (4, 8, 16)  # paper: layer1+2+3 of WRN-50 (strides 4, 8, 16)
-    k_channels: int = 150        # paper: 550 of 1792 (WRN-50); "150 already beats PatchCore". 150 keeps the
-                                 # float16 model at ~150 MB for 224 px (k² scaling: 550 would be ~2 GB)
-    beta: float = 0.25           # paper: 0.25 (1 = plain Bhattacharyya; larger uses more of the neighbours)
-    train_size: int = 3          # paper: neighbourhood "size 3" in training; with size_reading "radius" = 5×5
-    infer_size: int = 2          # paper: "size 2" at inference; with size_reading "radius" = 3×3
-    size_reading: str = "radius"  # ours: size s = radius s-1 (size 1 = the position alone);
-                                  # "side": size s = window side (3 → 3×3, 2 → 2×2 on the + side)
-    agg_size: int = 3            # distribution B's average-pooling window (paper: adaptive average pooling
-                                 # of the neighbourhood; METHODS.md: 3×3)
-    shifts: int = 2              # S, test-time shifts of 1..S pixels (paper: 4; 0 = no shifting). Measured
-                                 # (pixel AUROC, S=0/2/4): bottle 97.89/97.88/97.76, metal_plate 96.46/96.53/96.49;
-                                 # each shift costs one more full scoring pass
-    shift_mode: str = "diagonal"  # which shifts (paper: not legible): "diagonal" (i, i), "axes" (i,0)+(0,i),
-                                  # "cross" (±i,0)+(0,±i), "diagonals" (±i,±i)
-    centroid_ratio: float = 0.1  # centroids / training positions (paper: 0.1; 0.005 loses 0.27 image
-                                 # AUROC). Beyond 4096 centroids k-means runs in two levels (clustering.py),
-                                 # which makes 10% take seconds, not hours. magnetic_tile image AUROC,
-                                 # ratio 0.0017/0.01/0.1: 86.9/89.9/93.5
-    max_centroids: int = 262144  # cap on the centroid count (ours; the paper has none): 150 MB at k=150
-    centroid_index: str = "ivf-refine"  # nearest-centroid search (search.py; paper: not given). On
-                                        # magnetic_tile's 240k centroids: 24 vs 119 ms an image, image
-                                        # AUROC equal to 1e-5 of the exact ("exact") search
-    kmeans_iterations: int = 20  # faiss k-means iterations (paper: not given; faiss default 25)
-    kmeans_points_per_centroid: int = 64  # k-means trains on a random sample of this many points per
-                                          # centroid (faiss default 256; paper: all points)
-    top_k: int = 300             # positions in the image score (paper: k, value not legible in our copy);
-                                 # ~10% of a 56×56 grid. metal_plate image AUROC, top-k 10/100/300: 74/98/100
-    image_map: str = "A"         # which Mahalanobis map ranks the top-k: "A" (paper: the distances to the
-                                 # neighbour collection of A) or "AB" (the fused pixel map)
-    eps: float = 0.01            # covariance regulariser (paper: 0.01)
-    precision_dtype: str = "float16"  # storage of the whitening factors (paper: float32 in memory);
-                                      # float16 halves the file; distances stay within 0.3% of a
-                                      # float32 solve (tests); its effect on AUROC is not measured yet
-    blur_sigma: float = 4.0      # anomaly-map smoothing (as PatchCore, paper: 4)
-    batch_size: int = 16         # images per backbone batch
-    chunk_rows: int = 8          # grid rows per batched linear-algebra chunk (memory bound)
-    hold_features_mb: int = 2048  # keep training features in memory up to this size, else extract twice
-    dense_cache_mb: int = 1024   # at inference, keep the unpacked float32 factors in memory up to this size
-
-    ALIASES = {"r_train": "train_size", "r_infer": "infer_size", "k": "k_channels", "S": "shifts"}
-
-    @classmethod
-    def from_dict(cls, d: Dict) -> "NPadOptions":
-        d = dict(d)
-        # r_train / r_infer: window radii, i.e. the "radius" reading with size = r + 1
-        for alias in ("r_train", "r_infer"):
-            if alias in d:
-                d[cls.ALIASES[alias]] = int(d.pop(alias)) + 1
-                if d.get("size_reading", "radius") != "radius":
-                    raise InspectorError(f"{alias} is a radius: use it with size_reading=radius")
-        for alias in ("k", "S"):
-            if alias in d:
-                d[cls.ALIASES[alias]] = d.pop(alias)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InspectorError(f"unknown N-pad option(s): {', '.join(unknown)} "
-                                 f"(known: {', '.join(sorted(known | set(cls.ALIASES)))})")
-        opts = cls(**{k: (tuple(v) if k == "strides" else v) for k, v in d.items()})
-        opts.validate()
-        return opts
-
-    def validate(self) -> None:
-        def bad(msg):
-            raise InspectorError(f"N-pad option {msg}")
-        if self.k_channels < 1:
-            bad(f"k_channels must be at least 1 (got {self.k_channels})")
-        if not self.beta > 0:
-            bad(f"beta must be positive (got {self.beta})")
-        if self.train_size < 1 or self.infer_size < 1 or self.agg_size < 1:
-            bad("train_size, infer_size and agg_size must be at least 1")
-        if self.size_reading not in ("radius", "side"):
-            bad(f"size_reading must be radius or side (got {self.size_reading})")
-        if self.agg_size % 2 == 0:
-            bad(f"agg_size must be odd (got {self.agg_size})")
-        if self.shifts < 0:
-            bad(f"shifts must be 0 or more (got {self.shifts})")
-        try:
-            ops.shift_offsets(1, self.shift_mode)
-        except ValueError as exc:
-            bad(str(exc))
-        if not 0.0 < self.centroid_ratio <= 1.0:
-            bad(f"centroid_ratio must be in (0, 1] (got {self.centroid_ratio})")
-        if self.max_centroids < 1 or self.top_k < 1 or self.kmeans_iterations < 1:
-            bad("max_centroids, top_k and kmeans_iterations must be at least 1")
-        if self.image_map not in ("A", "AB"):
-            bad(f"image_map must be A or AB (got {self.image_map})")
-        if not self.eps > 0:
-            bad(f"eps must be positive (got {self.eps})")
-        if self.centroid_index not in INDEXES:
-            bad(f"centroid_index must be one of {', '.join(INDEXES)} (got {self.centroid_index})")
-        if self.precision_dtype not in DTYPES:
-            bad(f"precision_dtype must be one of {', '.join(DTYPES)} (got {self.precision_dtype})")
-
-    def to_dict(self) -> Dict:
-        d = asdict(self)
-        d["strides"] = list(self.strides)
-        return d
-
-    @property
-    def train_offsets(self) -> List[ops.Offset]:
-        return ops.window_offsets(self.train_size, self.size_reading)
-
-    @property
-    def infer_offsets(self) -> List[ops.Offset]:
-        return ops.window_offsets(self.infer_size, self.size_reading)
-
-    @property
-    def shift_list(self) -> List[ops.Offset]:
-        return ops.shift_offsets(self.shifts, self.shift_mode)
 
 
 @dataclass(frozen=True)
