@@ -498,7 +498,7 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
         # faiss's RuntimeError for a damaged index, numpy's ValueError for a misshapen array, ...
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         if "faiss::" in detail:    # "Error in <C++ signature> at <file>: Error: '<condition>' failed..."
-            failed = re.search(r"Error: '(.*?)' failed", detail)
+            failed = re.search(r"Error: '(.*?)' failed", detail) or re.search(r"\.(?:cpp|h):\d+: (?:Error: )?(.+)$", detail)
             raise ModelFileError(f"{path}: the model's search index is damaged or crafted (faiss refused it: "
                                  f"{(failed.group(1) if failed else detail)[:160]})") from None
         raise ModelFileError(f"{path}: the model's contents are inconsistent ({detail[:200]})") from None
