@@ -44,10 +44,10 @@ _EXIF_ORIENTATION = 0x0112
 Image.MAX_IMAGE_PIXELS = None
 
 
-# Decoding and scoring an image at its own size takes about 40 bytes a pixel at the peak (the
-# 8- or 16-bit decode, RGB, the anomaly map in float32, the overlay): one pixel per 64 bytes of
-# the machine's memory leaves room for the model and the application, within 64 to 1000
-# megapixels whatever the machine (a 24 GB machine: 395 megapixels).
+# Decoding and scoring an image at its decoded size takes about 21 bytes a pixel above the model's
+# own memory (predict on a 20000x20000 JPEG decoded at 5000x5000: 1.62 GB peak, 1.09 GB for a small
+# image); one pixel per 64 bytes of the machine's memory leaves room for the model, the application
+# and a 16-bit decode, within 64 to 1000 megapixels whatever the machine (24 GB: 395 megapixels).
 DEFAULT_MAX_PIXELS = int(min(max(physical_memory() // 64, 64_000_000), 1_000_000_000))
 
 
