@@ -269,13 +269,13 @@ def _open(path: Path) -> zipfile.ZipFile:
         raise ModelFileError(f"{path} is not an Inspector model file (damaged, or another kind of file)") from None
 
 
-def _member(zf: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
+def _member(zf: zipfile.ZipFile, name: str, limit: int, path: Path, hint: str = "") -> bytes:
     """A member's bytes, its declared size checked against ``limit`` before reading a byte."""
     try:
         info = zf.getinfo(name)
     except KeyError:
         raise ModelFileError(f"{path} is damaged: '{name}' is missing") from None
-    _check_size(info, limit, path)
+    _check_size(info, limit, path, hint)
     try:
         with zf.open(info) as f:
             data = f.read(info.file_size + 1)      # bounded even if the header lies
@@ -286,11 +286,11 @@ def _member(zf: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
     return data
 
 
-def _check_size(info: zipfile.ZipInfo, limit: int, path: Path) -> None:
+def _check_size(info: zipfile.ZipInfo, limit: int, path: Path, hint: str = "") -> None:
     name = info.filename
     if info.file_size > limit:
         raise ModelFileError(f"{path}: '{name}' would take {info.file_size / 2**20:.0f} MiB, over the limit of "
-                             f"{limit / 2**20:.0f} MiB (refused: damaged or crafted file)")
+                             f"{limit / 2**20:.0f} MiB ({hint or 'refused: damaged or crafted file'})")
     if info.compress_type == zipfile.ZIP_STORED:
         if info.compress_size != info.file_size:
             raise ModelFileError(f"{path} is damaged: '{name}' has inconsistent sizes")
@@ -456,7 +456,7 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
             info = zf.NameToInfo.get(name)
             if info is None:
                 raise ModelFileError(f"{path} is damaged: '{name}' is missing")
-            _check_size(info, limit, path)
+            _check_size(info, limit, path, f"set {MAX_MODEL_BYTES_ENV} to allow more")
             total += info.file_size
         if total > limit:
             raise ModelFileError(f"{path}: its contents would take {total / 2**20:.0f} MiB, over the limit of "

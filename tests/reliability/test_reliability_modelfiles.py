@@ -607,3 +607,21 @@ def test_model_files_respect_the_umask(saved, tmp_path, umask, mode):
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def test_a_model_this_machine_cannot_score_is_refused_before_it_is_built(saved, tmp_path, monkeypatch):
+    # 4096 px frames through resnet18's strides 8 and 16 take about 0.9 GiB an image: on a 1 GiB machine
+    # the file is refused from its metadata, before the backbone or the index is built
+    big = rewrite(saved, tmp_path / "big.inspector", meta=_set("preprocess", "resize", value=4096))
+    monkeypatch.setattr("inspector.core.modelfile.physical_memory", lambda: 1 << 30)
+    monkeypatch.setattr("inspector.core.modelfile.load_extractor",
+                        lambda *a, **k: pytest.fail("built a backbone for a model it cannot run"))
+    with pytest.raises(ModelFileError, match=r"scoring one image with this model would take about 0\.9 GiB"):
+        load_model(big)
+
+
+def test_the_members_limit_is_a_setting(saved, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_MAX_MODEL_BYTES", "100000")           # the index alone is 1.4 MB
+    with pytest.raises(ModelFileError, match=r"'blobs/index.bin' would take 1 MiB, over the limit of 0 MiB "
+                                             r"\(set INSPECTOR_MAX_MODEL_BYTES to allow more\)"):
+        load_model(saved)
