@@ -125,11 +125,12 @@ def cmd_train(args) -> int:
     from .core.datasets import training_images
     from .core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
     from .core.images import describe_skipped
-    from .core.modelfile import save_model
+    from .core.modelfile import check_writable, save_model
     from .core.pipeline.training import train_model
     from .core.errors import InspectorError
     from .core.methods import catalog
     options = method_options(args)          # a mistake in the options first: it comes alone
+    check_writable(args.output)         # a read-only folder is said now, not after the training
     extra = {}
     if args.anomalies:
         from .core.methods.apc import anomalies_from
@@ -426,6 +427,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop_on_sigterm():
+    """SIGTERM (``kill``, a service manager, a closing terminal session) stops a command as Ctrl+C
+    does: the job unwinds, temporaries are removed, nothing half-written remains.  Returns a
+    function that puts the previous handler back."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ablation"]:          # its own parser: argparse cannot pass "--help" on
@@ -437,6 +454,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.func = cmd_gui
     from .core.errors import InspectorError
     from .core.jobs import Cancelled
+    # the application has its own close handling
+    restore = _stop_on_sigterm() if args.func is not cmd_gui else (lambda: None)
     try:
         return args.func(args)
     except InspectorError as exc:
@@ -445,6 +464,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print("inspector: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -27,3 +27,9 @@ class WeightsError(InspectorError):
 
 class ModelFileError(InspectorError):
     """A model file is damaged, foreign or of an unsupported version."""
+
+
+class StorageError(InspectorError, OSError):
+    """A file could not be written: full disk, read-only folder, no permission...
+
+    Also an :class:`OSError`, so that code written for the system's own error still catches it."""

@@ -26,6 +26,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # (RESULTS.md, "Preprocessing").
 INTERPOLATIONS = ("linear", "antialias")
 
+# The frame's side: at least 32 pixels (the deepest taps need a few cells), at most 4096 (one
+# image's feature maps stay within a few GB; model files with more are refused, model_schema.py).
+MIN_FRAME, MAX_FRAME = 32, 4096
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -36,10 +40,10 @@ class Preprocess:
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)} (got {self.interpolation!r})")
-        if self.resize < 32:
-            raise ValueError(f"image size must be at least 32 pixels (got {self.resize})")
-        if self.crop is not None and not (32 <= self.crop <= self.resize):
-            raise ValueError(f"crop must be between 32 and the resize ({self.resize}), got {self.crop}")
+        if not MIN_FRAME <= self.resize <= MAX_FRAME:
+            raise ValueError(f"image size must be between {MIN_FRAME} and {MAX_FRAME} pixels (got {self.resize})")
+        if self.crop is not None and not (MIN_FRAME <= self.crop <= self.resize):
+            raise ValueError(f"crop must be between {MIN_FRAME} and the resize ({self.resize}), got {self.crop}")
 
     @property
     def size(self) -> int:
