@@ -429,7 +429,7 @@ class Project:
     def check_writable(self) -> None:
         """Refuse a change in a read-only view, with the reason."""
         if self.read_only_reason is not None:
-            raise ProjectError(f"not saved: this project is read-only here ({self.read_only_reason})")
+            raise ProjectError(f"not saved: read-only here: {self.read_only_reason}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
