@@ -30,7 +30,6 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
 
-from inspector.project.demo import make_folder, make_mvtec
+from inspector.project.demo import make_mvtec
 
 DB = "inspector.db"
 
