@@ -248,5 +248,5 @@ class BrowserPanel(QWidget):
             self.imageSelected.emit(self.model.rows[current.row()].id)
 
     def _mark_unreadable(self, image_id: int, reason: str) -> None:
-        if self.project is not None and not self.project.closed:
+        if self.project is not None and not self.project.closed and not self.project.read_only:
             self.project.set_readable(image_id, False, reason)

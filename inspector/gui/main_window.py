@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLab
 from ..core.backbone_specs import weights_for_loading
 from ..core.datasets import is_mvtec_category
 from ..project import DB_NAME, Project, is_project
-from ..project.inspection import inspect_in_project
+from ..project.inspection import InspectionJob
 from ..reports import export_csv
 from .browser import BrowserPanel
 from .compare import ComparePanel
@@ -58,6 +58,33 @@ class MessageBar(QFrame):
         self.style().unpolish(self)
         self.style().polish(self)
         self.text.setText(text)
+        self.show()
+
+
+class ReadOnlyBanner(QFrame):
+    """Across the top while the project is open read-only: why, and a button to try again."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent, objectName="readonly")
+        self.setStyleSheet("QFrame#readonly { background: #fff4ce; border: 1px solid #e8c55a; border-radius: 4px; }"
+                           "QFrame#readonly QLabel { color: #5c4400; }")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.retry = QPushButton("Open for changes")
+        self.retry.setToolTip("Open the project again, for changes, once the other window has closed it")
+        lay.addWidget(self.text, 1)
+        lay.addWidget(self.retry)
+        self.hide()
+
+    def show_reason(self, reason: Optional[str]) -> None:
+        if not reason:
+            self.hide()
+            return
+        self.text.setText(f"<b>{reason[:1].upper() + reason[1:]}: read-only.</b> You can look, compare and "
+                          "export reports; labels, masks, images and models cannot be changed here.")
         self.show()
 
 
@@ -122,9 +149,13 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.start_page)
         self.stack.addWidget(self.tabs)
         self.message = MessageBar()
+        self.read_only_banner = ReadOnlyBanner()
+        self.read_only_banner.retry.clicked.connect(self.reopen_for_changes)
+        self.review.failed.connect(self.show_error)
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(6, 6, 6, 0)
+        lay.addWidget(self.read_only_banner)
         lay.addWidget(self.message)
         lay.addWidget(self.stack, 1)
         self.setCentralWidget(central)
@@ -227,16 +258,20 @@ class MainWindow(QMainWindow):
         has = self.project is not None
         busy = self.job is not None
         has_model = has and self.project.current_model_id is not None
+        writable = has and not self.project.read_only
         self.stack.setCurrentWidget(self.tabs if has else self.start_page)
         self.toolbar.setVisible(has)
-        for a in (self.act_close, self.act_add_dataset, self.act_add_good, self.act_add_test):
-            a.setEnabled(has)
-        self.act_train.setEnabled(has and self.wizard is None)
+        self.act_close.setEnabled(has)
+        for a in (self.act_add_dataset, self.act_add_good, self.act_add_test):
+            a.setEnabled(writable)
+        self.act_train.setEnabled(writable and self.wizard is None)
         for a in (self.act_inspect, self.act_inspect_folder):
-            a.setEnabled(has_model and not busy)
+            a.setEnabled(writable and has_model and not busy)
         self.act_export.setEnabled(has_model)
         self.act_report.setEnabled(has_model and not busy)
-        self.setWindowTitle(f"{self.project.name} — Inspector" if has else "Inspector")
+        self.setWindowTitle(f"{self.project.name} — Inspector" + (" (read-only)" if has and not writable else "")
+                            if has else "Inspector")
+        self.read_only_banner.show_reason(self.project.read_only_reason if has else None)
 
     # -- messages ----------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
@@ -307,7 +342,7 @@ class MainWindow(QMainWindow):
         ok, project = self._try(Project.open if is_project(pdir) else Project.create, pdir)
         if not ok:
             return False
-        if project.setting("name") == pdir.name:
+        if not project.read_only and project.setting("name") == pdir.name:
             project.set_setting("name", folder.name)
         self.set_project(project)
         return self.add_images(folder, "mvtec" if is_mvtec_category(folder) else "test")
@@ -319,6 +354,7 @@ class MainWindow(QMainWindow):
         if project is not None:
             self.settings.add_recent(project.folder)
             self.settings.set_last_dir(project.folder.parent)
+        self.viewer.editable = project is None or not project.read_only     # no mask painting read-only
         self._reload_models()
         mid = project.current_model_id if project else None
         self.browser.set_project(project, mid)
@@ -326,6 +362,17 @@ class MainWindow(QMainWindow):
         self.compare.set_project(project)
         self.viewer.show_row(None)
         self._update_state()
+
+    def reopen_for_changes(self) -> bool:
+        """Open the read-only project again: for changes now, if the other window has let it go."""
+        if self.project is None or not self.project.read_only:
+            return False
+        folder = self.project.folder
+        self.close_project()
+        ok = self.open_path(folder)
+        if ok and self.project.read_only:
+            self.show_info(f"Still read-only: {self.project.read_only_reason}.")
+        return ok and not self.project.read_only
 
     def close_project(self) -> None:
         if self.project is None:
@@ -423,6 +470,8 @@ class MainWindow(QMainWindow):
         ok, _ = self._try(self.project.save_mask, image_id, mask)
         if ok and original is not None:      # every stroke undone: the label as it was
             ok, _ = self._try(self.project.restore_label, image_id, *original)
+        if not ok:                           # not saved: show what is saved, not the painting
+            self.show_image(image_id)
         if ok:
             row = self.project.image(image_id, self.project.current_model_id)
             if self.viewer.row is not None and self.viewer.row.id == image_id:
@@ -493,8 +542,8 @@ class MainWindow(QMainWindow):
                 self.compare.refresh()
 
         name = self.project.model(mid).name
-        return self.run_job(f"Inspecting with {name}", inspect_in_project, str(self.project.folder), mid, ids,
-                            weights=self._weights_for(mid), on_done=done)
+        return self.run_job(f"Inspecting with {name}", InspectionJob(self.project, mid, ids, self._weights_for(mid)),
+                            on_done=done)
 
     def open_wizard(self) -> Optional[TrainWizard]:
         if self.project is None:
@@ -543,7 +592,10 @@ class MainWindow(QMainWindow):
     # -- background jobs: inspection ---------------------------------------------------------
     def run_job(self, title: str, fn: Callable, *args, on_done: Optional[Callable] = None,
                 **kwargs) -> Optional[JobWorker]:
-        """Run ``fn(*args, job=..., **kwargs)`` in a worker process, with progress in the status bar."""
+        """Run ``fn(*args, job=..., **kwargs)`` in a worker process, with progress in the status bar.
+
+        ``fn`` may be an :class:`~inspector.project.handoff.OwnedJob` (no arguments): its results
+        are stored by this window's project as they arrive; the worker never opens the database."""
         if self.job is not None:
             self.show_error("another job is still running: wait for it or cancel it first")
             return None
@@ -619,8 +671,8 @@ class MainWindow(QMainWindow):
                 text += f" {len(skipped)} could not be read (marked with a red cross)."
             self.show_info(text)
 
-        return self.run_job("Inspecting", inspect_in_project, str(self.project.folder), mid, list(image_ids),
-                            weights=self._weights_for(mid), on_done=done)
+        return self.run_job("Inspecting", InspectionJob(self.project, mid, list(image_ids), self._weights_for(mid)),
+                            on_done=done)
 
     def inspect_pending(self) -> Optional[JobWorker]:
         mid = self.project.current_model_id if self.project else None
@@ -670,13 +722,13 @@ class MainWindow(QMainWindow):
 
     def export_report(self, path) -> Optional[JobWorker]:
         """Write the PDF report on the current model's results, in a worker (progress, cancel)."""
-        from ..reports.pdf_report import report_in_project     # loads matplotlib: only when asked
+        from ..reports.pdf_report import ReportJob     # loads matplotlib: only when asked
 
         mid = self.project.current_model_id if self.project else None
         if mid is None:
             self.show_error("train a model and inspect images first: the report is on a model's results")
             return None
-        return self.run_job("Writing the report", report_in_project, str(self.project.folder), str(path), mid,
+        return self.run_job("Writing the report", ReportJob(self.project, path, mid),
                             on_done=lambda pages: self.show_info(f"Wrote the report ({pages} pages) to {path}."))
 
     def _labels_changed(self) -> None:

@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor, QKeySequence, QShortcut, QUndoCommand, QUndoSt
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
                                QVBoxLayout, QWidget)
 
+from ..core.errors import InspectorError
 from ..project import ImageRow, Project
 from .viewer import ImageViewer
 
@@ -22,16 +23,27 @@ class LabelCommand(QUndoCommand):
         self.previous = None
 
     def redo(self) -> None:
-        self.previous = self.panel.project.set_label(self.image_id, self.label, "operator")
+        try:
+            self.previous = self.panel.project.set_label(self.image_id, self.label, "operator")
+        except InspectorError as exc:        # not saved (a full disk, a read-only view): say so
+            self.setObsolete(True)           # and the undo stack drops this command
+            self.panel.failed.emit(str(exc))
+            return
         self.panel.label_changed(self.image_id)
 
     def undo(self) -> None:
-        self.panel.project.set_label(self.image_id, *self.previous)
+        try:
+            self.panel.project.set_label(self.image_id, *self.previous)
+        except InspectorError as exc:
+            self.setObsolete(True)
+            self.panel.failed.emit(str(exc))
+            return
         self.panel.label_changed(self.image_id, focus=True)
 
 
 class ReviewPanel(QWidget):
     labelsChanged = Signal()
+    failed = Signal(str)            # a label could not be saved: the message for the window
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -191,7 +203,10 @@ class ReviewPanel(QWidget):
         i = self.queue.currentRow()
         if self.project is None or not (0 <= i < len(self.rows)):
             return
-        self.undo_stack.push(LabelCommand(self, self.rows[i].id, label))
+        command = LabelCommand(self, self.rows[i].id, label)
+        self.undo_stack.push(command)
+        if command.previous is None:       # not saved: stay on this part
+            return
         nxt = self.first_unreviewed(i + 1)
         self.queue.setCurrentRow(nxt if nxt is not None else min(i + 1, len(self.rows) - 1))
 

@@ -15,7 +15,7 @@ from ..core.methods.catalog import BACKBONE, MethodInfo, OptionSpec
 from ..core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
 from ..core.thresholds import STRATEGIES, STRATEGY_LABELS
 from ..project import Project
-from ..project.training_run import TrainOutcome, train_in_project
+from ..project.training_run import TrainOutcome, TrainingJob
 from .charts import ScoreHistogram
 from .settings import Settings
 from .workers import ProcessJobWorker
@@ -395,9 +395,9 @@ class RunPage(QWizardPage):
         self.state = "running"
         self.clock.start()
         self._stage_start, self._stage_name, self._frac = 0.0, "", 0.0
-        self.worker = ProcessJobWorker(train_in_project, str(self.project.folder), self.settings_dict(),
-                                name=w.field("name").strip(), inspect_test=w.options_page.inspect.isChecked(),
-                                use_labelled_anomalies=w.method_page.uses_anomalies)
+        self.worker = ProcessJobWorker(TrainingJob(self.project, self.settings_dict(), name=w.field("name").strip(),
+                                                   inspect_test=w.options_page.inspect.isChecked(),
+                                                   use_labelled_anomalies=w.method_page.uses_anomalies))
         self.worker.progress.connect(self._progress)
         self.worker.finished.connect(self._finished)
         self.worker.failed.connect(self._failed)

@@ -12,6 +12,11 @@ runs such a callable in the emitting thread, the worker's, where touching a widg
 
 ``cancel()`` sets the job's :class:`CancelToken`; the engine checks it between batches and raises
 :class:`Cancelled`, so the worker stops within a batch.
+
+``fn`` may also be an :class:`~inspector.project.handoff.OwnedJob`: a job that changes the project.
+Its work runs off this process's database (in :class:`ProcessJobWorker`, in another process that
+never opens it); what it delivers is stored by this process, the project's one owner, on the
+worker's relay thread, as it arrives.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from ..core.errors import InspectorError
 from ..core.jobs import CancelToken, Cancelled, Job
+from ..project.handoff import OwnedJob
 
 log = logging.getLogger("inspector.gui")
 
@@ -89,7 +95,7 @@ class JobWorker(QObject):
         self.result = None
         self.error = None
         self._thread = QThread()
-        self._thread.setObjectName(f"job-{getattr(fn, '__name__', 'fn')}")
+        self._thread.setObjectName(f"job-{getattr(fn, '__name__', type(fn).__name__)}")
         self.moveToThread(self._thread)
         self._thread.started.connect(self._run)
         self.ended.connect(self._thread.quit)
@@ -122,7 +128,10 @@ class JobWorker(QObject):
     def _run(self) -> None:  # in the worker thread
         job = Job(progress=self._report, cancel=self.token)
         try:
-            self.result = self._fn(*self._args, job=job, **self._kwargs)
+            if isinstance(self._fn, OwnedJob):
+                self.result = self._fn.run_here(job)
+            else:
+                self.result = self._fn(*self._args, job=job, **self._kwargs)
         except Cancelled:
             self.cancelled.emit()
         except BaseException as exc:  # noqa: BLE001 - every error becomes a message in the window
@@ -146,9 +155,12 @@ class _ProcessToken(CancelToken):
         self._event = event
 
 
-def _child(fn, args, kwargs, messages, cancel_event, min_interval) -> None:
-    """Runs in the worker process: the job, with progress and its end sent back as messages."""
+def _child(fn, args, kwargs, messages, cancel_event, min_interval, delivers: bool = False) -> None:
+    """Runs in the worker process: the job, with progress, deliveries (``delivers``: an owned job's
+    work gets ``deliver=``) and its end sent back as messages."""
     last = [None, 0.0]
+    if delivers:
+        kwargs = dict(kwargs, deliver=lambda d: messages.put(("deliver", d)))
 
     def progress(stage: str, done: int, total: int) -> None:
         t = time.monotonic()
@@ -176,27 +188,60 @@ class ProcessJobWorker(JobWorker):
     holding the interpreter lock; in a process of its own that can never stall the window.  The
     function and its arguments must be picklable (a module-level function, paths rather than open
     projects) and so must its result.
+
+    With an :class:`OwnedJob` the child gets only the plan its ``prepare`` read (plain data) and
+    never opens the project database; this side stores each delivery as it arrives (``receive``),
+    then ``finish``-es, or ``abandon``-s when the work was cancelled, failed or killed.  A job
+    cancelled before its end never finishes, even if the work got to its end meanwhile.  When
+    storing fails (a full disk), the child is asked to stop and the job fails with that message.
     """
 
     # Seconds after Cancel before a job that has not stopped is ended by force.  The engine checks
     # the token between batches, but some steps (building a backbone, compiling) take longer; all
-    # its writes are atomic (model files by rename, the database by transaction), so ending the
-    # process loses nothing that was saved.
+    # its writes are atomic (model files and maps by rename; rows are stored by this process), so
+    # ending the process loses nothing that was delivered.
     KILL_AFTER = 2.0
 
     def __init__(self, fn, *args, **kwargs):
         super().__init__(fn, *args, **kwargs)
-        ctx = mp.get_context("spawn")
-        self._messages = ctx.Queue()
-        self._cancel_event = ctx.Event()
+        self._owned = fn if isinstance(fn, OwnedJob) else None
+        self._ctx = mp.get_context("spawn")
+        self._messages = self._ctx.Queue()
+        self._cancel_event = self._ctx.Event()
         self.token = _ProcessToken(self._cancel_event)
-        self._process = ctx.Process(target=_child, daemon=True, name=self._thread.objectName(),
-                                    args=(fn, args, kwargs, self._messages, self._cancel_event,
-                                          self.MIN_INTERVAL))
+        self._process = None
+        self.pid = None                      # the child's, once started (tests)
+
+    def _start_child(self) -> None:
+        owned = self._owned
+        if owned is not None:
+            target = (type(owned).work, (owned.prepare(),), {})
+        else:
+            target = (self._fn, self._args, self._kwargs)
+        self._process = self._ctx.Process(target=_child, daemon=True, name=self._thread.objectName(),
+                                          args=(*target, self._messages, self._cancel_event, self.MIN_INTERVAL,
+                                                owned is not None))
+        self._process.start()
+        self.pid = self._process.pid
+
+    def _receive(self, delivery, error):
+        """Store one delivery (owner side); returns the error message of a failure, which stops the child."""
+        if error is not None:
+            return error                     # after a failure nothing more is stored
+        try:
+            self._owned.receive(delivery)
+        except BaseException as exc:  # noqa: BLE001 - the job fails with a message, the child stops
+            if not isinstance(exc, InspectorError):
+                log.exception("storing a delivery of %s failed", type(self._owned).__name__)
+            self._cancel_event.set()
+            return describe_error(exc)
+        return None
 
     def _run(self) -> None:  # in the worker thread: relay the child's messages as signals
+        owned = self._owned
+        error = None
         try:
-            self._process.start()
+            self._start_child()
             ended = None
             cancelled_at = None
             while ended is None:
@@ -221,20 +266,45 @@ class ProcessJobWorker(JobWorker):
                         continue
                 if msg[0] == "progress":
                     self.progress.emit(*msg[1:])
+                elif msg[0] == "deliver":
+                    error = self._receive(msg[1], error)
                 else:
                     ended = msg
             self._process.join(5)
-            if ended[0] == "finished":
-                self.result = ended[1]
+            kind = ended[0]
+            if owned is not None and kind == "finished" and self.token.cancelled:
+                kind = "cancelled"           # an owned job cancelled before its end never finishes
+            if error is None and kind == "finished":
+                try:
+                    self.result = owned.finish(ended[1]) if owned is not None else ended[1]
+                except BaseException as exc:  # noqa: BLE001
+                    if not isinstance(exc, InspectorError):
+                        log.exception("finishing %s failed", type(owned).__name__)
+                    error = describe_error(exc)
+            if owned is not None and (error is not None or kind != "finished"):
+                self._abandon()
+            if error is not None:
+                self.error = error
+                self.failed.emit(error)
+            elif kind == "finished":
                 self.finished.emit(self.result)
-            elif ended[0] == "cancelled":
+            elif kind == "cancelled":
                 self.cancelled.emit()
             else:
                 self.error = ended[1]
                 self.failed.emit(self.error)
         except BaseException as exc:  # noqa: BLE001
-            log.exception("worker process could not run")
+            if not isinstance(exc, InspectorError):
+                log.exception("worker process could not run")
+            if owned is not None:
+                self._abandon()
             self.error = describe_error(exc)
             self.failed.emit(self.error)
         finally:
             self.ended.emit()
+
+    def _abandon(self) -> None:
+        try:
+            self._owned.abandon()
+        except Exception:  # noqa: BLE001 - cleaning up must not hide why the job ended
+            log.exception("cleaning up after %s failed", type(self._owned).__name__)

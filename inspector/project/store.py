@@ -12,13 +12,23 @@
 Every change is committed at once (one transaction per call); the database runs in WAL mode.
 The store is Qt-free and thread-safe (one connection behind a lock), so a worker thread can write
 results while the window reads.
+
+One owner: only the process that holds the project's owner lock (:mod:`.lock`) opens
+``inspector.db`` for writing.  Worker processes never open it; they hand their results to the
+owner (:mod:`.handoff`).  A second application on the same project, or a project on read-only
+media, gets a read-only view (:attr:`Project.read_only_reason` says why; every write refuses with
+that reason).  A full disk or a read-only folder is a :class:`StorageError`: one sentence, and
+nothing half-written (the transaction rolled back, no temporary file left).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import sqlite3
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +41,7 @@ import numpy as np
 from ..core.datasets import ANOMALOUS, GOOD, folder_samples, load_mvtec_category, is_mvtec_category
 from ..core.errors import DatasetError, InspectorError
 from . import schema
+from .lock import READ_ONLY_ERRNOS, LockedElsewhere, OwnerLock
 
 DB_NAME = "inspector.db"
 LABELS = (GOOD, ANOMALOUS)
@@ -41,12 +52,160 @@ class ProjectError(InspectorError):
     """A folder is not a usable project (missing, damaged, or made by a newer version)."""
 
 
+class StorageError(ProjectError):
+    """The disk refused a write: full, read-only, or no permission. Nothing was half-written."""
+
+
+_FULL, _READ_ONLY, _OTHER = "free some space and try again", "choose a place that can be written", "try again"
+_STORAGE_REASONS = {errno.ENOSPC: ("the disk is full", _FULL), getattr(errno, "EDQUOT", -1): ("the disk quota is used up", _FULL),
+                    errno.EFBIG: ("the file would be too large for the disk", _FULL),
+                    errno.EROFS: ("the disk is read-only", _READ_ONLY),
+                    errno.EACCES: ("permission denied", _READ_ONLY), errno.EPERM: ("permission denied", _READ_ONLY),
+                    errno.EIO: ("the disk reported an input/output error", _OTHER)}
+
+
+def storage_error(exc: BaseException, what: str, unchanged: bool = True) -> StorageError:
+    """One sentence for a failed write of ``what`` (a file, or the project database)."""
+    reason, hint = str(exc), _OTHER
+    if isinstance(exc, OSError):
+        reason, hint = _STORAGE_REASONS.get(exc.errno, (exc.strerror or str(exc), _OTHER))
+    elif isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = str(exc).lower()
+        if name.startswith("SQLITE_FULL") or "disk is full" in text:
+            reason, hint = "the disk is full", _FULL
+        elif name.startswith("SQLITE_READONLY") or "readonly database" in text:
+            reason, hint = "the project folder is read-only", _READ_ONLY
+        elif name.startswith("SQLITE_IOERR") or "disk i/o error" in text:
+            reason = "the disk reported an input/output error"
+        elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            reason, hint = "the database file cannot be opened for writing", _READ_ONLY
+    done = "nothing was changed" if unchanged else "the rest was saved"
+    return StorageError(f"cannot write {what}: {reason}; {done}. {hint[:1].upper()}{hint[1:]}.")
+
+
+def _is_storage_failure(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name:
+        return name.startswith(("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN"))
+    text = str(exc).lower()
+    return any(t in text for t in ("disk is full", "readonly database", "disk i/o error", "unable to open"))
+
+
+def write_file(path: Path, data: bytes, durable: bool = False, what: Optional[str] = None) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it (``.NAME.PID.tmp``), renamed
+    over it. On failure the temporary file is removed and a :class:`StorageError` raised (naming
+    ``what``, default the path)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise storage_error(exc, what or str(path)) from None
+
+
+def write_map(folder: Path, rel: str, amap) -> str:
+    """Save an anomaly map (float16 ``.npy``) at ``folder/rel``; returns ``rel``. For workers too."""
+    import io
+
+    f = Path(folder) / rel
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, str(f.parent)) from None
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(amap, dtype=np.float16), allow_pickle=False)
+    write_file(f, buf.getvalue())
+    return rel
+
+
+def read_map(folder: Path, rel: Optional[str]) -> Optional[np.ndarray]:
+    """An anomaly map saved by :func:`write_map` as float32, or None (none, or gone)."""
+    if not rel:
+        return None
+    try:
+        return np.load(Path(folder) / rel, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError):
+        return None
+
+
+def map_rel(model_id, image_id: int) -> str:
+    """Where the map of ``image_id`` by ``model_id`` is kept, relative to the project folder."""
+    return f"maps/{model_id}/{image_id}.npy"
+
+
 def now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 def is_project(folder) -> bool:
     return (Path(folder) / DB_NAME).is_file()
+
+
+PENDING_MAPS = ".pending-"     # maps/.pending-XXXX/: a training's maps before its model is registered
+
+
+class _Snapshot:
+    """A copy of the database and its WAL in a temporary folder, for reading a project on read-only
+    media that a crash left with a WAL (SQLite needs a writable ``-shm`` to read one)."""
+
+    def __init__(self, db: Path):
+        self.dir = tempfile.mkdtemp(prefix="inspector-ro-")
+        self.db = Path(self.dir) / DB_NAME
+        shutil.copyfile(db, self.db)
+        shutil.copyfile(f"{db}-wal", f"{self.db}-wal")
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _connect_read_only(db: Path):
+    """A read-only connection (and the snapshot it reads, or None).
+
+    ``mode=ro&readonly_shm=1``: this process never writes the database, its WAL or its ``-shm``
+    (it cannot truncate a live owner's wal-index, nor checkpoint and delete its WAL on close).
+    Where SQLite cannot open it so (read-only media without a ``-shm``), ``immutable=1`` when
+    there is no WAL to read, else a snapshot copy.
+    """
+    def connect(uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return conn
+
+    base = db.as_uri()
+    try:
+        return connect(base + "?mode=ro&readonly_shm=1"), None
+    except sqlite3.OperationalError:
+        pass
+    wal = Path(f"{db}-wal")
+    if not (wal.is_file() and wal.stat().st_size > 0):
+        return connect(base + "?mode=ro&immutable=1"), None
+    try:
+        snap = _Snapshot(db)
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"cannot copy it to read it ({exc.strerror or exc})") from None
+    try:
+        return connect(snap.db.as_uri() + "?mode=ro"), snap
+    except sqlite3.Error:
+        snap.cleanup()
+        raise
 
 
 @dataclass(frozen=True)
@@ -97,12 +256,25 @@ _IMAGE_COLUMNS = """
 
 
 class Project:
-    """An open project. Use :meth:`create` or :meth:`open`; :meth:`close` when done."""
+    """An open project. Use :meth:`create` or :meth:`open`; :meth:`close` when done.
 
-    def __init__(self, folder: Path, conn: sqlite3.Connection):
+    ``read_only_reason`` is None for the owner, else why this view is read-only (another window
+    holds the project, or its folder cannot be written); writes then raise :class:`ProjectError`.
+    """
+
+    def __init__(self, folder: Path, conn: sqlite3.Connection, lock: Optional[OwnerLock] = None,
+                 read_only_reason: Optional[str] = None):
         self.folder = Path(folder)
         self._conn = conn
         self._lock = threading.RLock()
+        self._owner_lock = lock
+        self.read_only_reason = read_only_reason
+        self._view_model: Optional[int] = None     # read-only: the model shown, kept in memory
+        self._snapshot: Optional[_Snapshot] = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.read_only_reason is not None
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -116,45 +288,112 @@ class Project:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ProjectError(f"cannot create the project folder {folder}: {exc.strerror or exc}") from None
-        project = cls._connect(folder)
+        lock = OwnerLock(folder)
+        try:
+            lock.acquire()
+        except LockedElsewhere as exc:
+            raise ProjectError(f"{folder} is being made a project by another Inspector ({exc.holder})") from None
+        except OSError as exc:
+            raise storage_error(exc, f"a project in {folder}") from None
+        project = cls._connect(folder, lock)
         with project._tx() as c:
             c.execute("INSERT OR REPLACE INTO settings(key, value) VALUES ('name', ?)", (name or folder.name,))
             c.execute("INSERT OR REPLACE INTO settings(key, value) VALUES ('created', ?)", (now(),))
         return project
 
     @classmethod
-    def open(cls, folder) -> "Project":
+    def open(cls, folder, read_only: Optional[bool] = None) -> "Project":
+        """Open a project: as its owner when no other application has it open and its folder can be
+        written, else read-only (``read_only=None``, the default).  ``read_only=True`` never takes
+        ownership; ``read_only=False`` raises :class:`ProjectError` instead of opening read-only."""
         folder = Path(folder).expanduser().absolute()
         if not folder.is_dir():
             raise ProjectError(f"project folder not found: {folder}")
         if not is_project(folder):
             raise ProjectError(f"{folder} is not an Inspector project (no {DB_NAME} in it)")
-        return cls._connect(folder)
+        if read_only:
+            return cls._connect(folder, None, "opened read-only")
+        lock = OwnerLock(folder)
+        reason = None
+        try:
+            lock.acquire()
+        except LockedElsewhere as exc:
+            reason = f"open in another Inspector window ({exc.holder})"
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise storage_error(exc, str(lock.path)) from None
+            reason = f"the project folder cannot be written ({_STORAGE_REASONS.get(exc.errno, (exc.strerror,))[0]})"
+        else:
+            db = folder / DB_NAME
+            if not os.access(db, os.W_OK) or (os.path.exists(f"{db}-wal") and not os.access(f"{db}-wal", os.W_OK)):
+                reason = f"{DB_NAME} cannot be written (permission denied)"
+        if reason is not None:
+            lock.release()
+            if read_only is False:
+                raise ProjectError(f"cannot open {folder} for changes: {reason}")
+            return cls._connect(folder, None, reason)
+        return cls._connect(folder, lock)
 
     @classmethod
-    def _connect(cls, folder: Path) -> "Project":
+    def _connect(cls, folder: Path, lock: Optional[OwnerLock], read_only_reason: Optional[str] = None
+                 ) -> "Project":
         db = folder / DB_NAME
+        snapshot = None
         try:
-            conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False, timeout=10)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if read_only_reason is None:
+                conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False, timeout=10)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            else:
+                conn, snapshot = _connect_read_only(db)
         except sqlite3.DatabaseError as exc:
+            if lock is not None:
+                lock.release()
             raise ProjectError(f"{db} is not a readable project database ({exc})") from None
-        project = cls(folder, conn)
+        project = cls(folder, conn, lock, read_only_reason)
+        project._snapshot = snapshot
         try:
             project._migrate()
         except sqlite3.DatabaseError as exc:
-            conn.close()
+            project.close()
             raise ProjectError(f"{db} is not a readable project database ({exc})") from None
         except ProjectError:
-            conn.close()
+            project.close()
             raise
-        for sub in ("models", "maps", "masks", "cache"):
-            (folder / sub).mkdir(exist_ok=True)
+        if read_only_reason is None:
+            for sub in ("models", "maps", "masks", "cache"):
+                (folder / sub).mkdir(exist_ok=True)
+            project._remove_leftovers()
         return project
 
+    def _remove_leftovers(self) -> None:
+        """Temporary files a killed process left (only the owner writes here: none is in use)."""
+        for sub in ("masks", "models", "maps"):
+            for f in (self.folder / sub).glob(".*.tmp"):
+                f.unlink(missing_ok=True)
+        for d in (self.folder / "maps").glob(f"{PENDING_MAPS}*"):
+            shutil.rmtree(d, ignore_errors=True)
+        for f in (self.folder / "maps").glob("*/.*.tmp"):
+            f.unlink(missing_ok=True)
+
     def _migrate(self) -> None:
+        if self.read_only:
+            row = self._query("SELECT version FROM schema_version")
+            version = row[0][0] if row else 0
+            if version != schema.latest():
+                newer = version > schema.latest()
+                raise ProjectError(
+                    f"{self.folder} was made by a {'newer' if newer else 'older'} Inspector (project version "
+                    f"{version}, this one reads {schema.latest()}) and it is {self.read_only_reason}: "
+                    + ("update Inspector to open it" if newer else "open it where it can be written once, "
+                       "to update it"))
+            return
+        try:                       # up to date: no write at all (a project on a full disk still opens)
+            if self._query("SELECT version FROM schema_version") == [(schema.latest(),)]:
+                return
+        except sqlite3.OperationalError:
+            pass                   # a new database: no table yet
         with self._tx() as c:
             c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = c.execute("SELECT version FROM schema_version").fetchone()
@@ -175,25 +414,47 @@ class Project:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._owner_lock is not None:
+                self._owner_lock.release()
+                self._owner_lock = None
+            if getattr(self, "_snapshot", None) is not None:
+                self._snapshot.cleanup()
+                self._snapshot = None
 
     @property
     def closed(self) -> bool:
         return self._conn is None
 
+    def check_writable(self) -> None:
+        """Refuse a change in a read-only view, with the reason."""
+        if self.read_only_reason is not None:
+            raise ProjectError(f"not saved: read-only here: {self.read_only_reason}")
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One committed transaction; rolled back on any error."""
+        """One committed transaction; rolled back on any error.  A full disk or a read-only folder
+        becomes a :class:`StorageError`."""
         with self._lock:
             if self._conn is None:
                 raise ProjectError("the project is closed")
+            self.check_writable()
             c = self._conn
-            c.execute("BEGIN IMMEDIATE")
             try:
-                yield c
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        try:
+                            c.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass        # SQLite already rolled back (a full disk can do that)
+                    raise
+            except sqlite3.Error as exc:
+                if not _is_storage_failure(exc):
+                    raise
+                raise storage_error(exc, f"the project database ({self.folder / DB_NAME})") from None
 
     def _query(self, sql: str, args: Sequence = ()) -> List[tuple]:
         with self._lock:
@@ -413,30 +674,44 @@ class Project:
         A mask with any defect pixel is written to ``masks/<image_id>.png`` and marks the image
         anomalous (an operator label, unless it is already labelled anomalous); an empty mask (or
         None) removes the file and the reference but keeps the label.
+
+        The PNG is written beside its place first, then the label is committed, then the file is
+        renamed into place: a full disk leaves the label and the previous mask as they were, and no
+        temporary file.
         """
         import cv2
 
+        self.check_writable()
         f = self.mask_file(image_id)
         m = None if mask is None else np.asarray(mask)
         if m is not None and m.any():
-            f.parent.mkdir(parents=True, exist_ok=True)
             ok, buf = cv2.imencode(".png", np.where(m > 0, 255, 0).astype(np.uint8))
             if not ok:
                 raise ProjectError(f"cannot encode the mask of image {image_id}")
-            tmp = f.with_suffix(".tmp.png")
-            tmp.write_bytes(buf.tobytes())
-            tmp.replace(f)
+            try:
+                f.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_error(exc, str(f.parent)) from None
+            staged = f.with_name(f".{f.name}.staged.tmp")
+            write_file(staged, buf.tobytes(), durable=True, what=str(f))
             rel = str(f.relative_to(self.folder))
-            with self._tx() as c:
-                row = c.execute("SELECT label FROM labels WHERE image_id = ?", (image_id,)).fetchone()
-                if row is not None and row[0] == ANOMALOUS:
-                    c.execute("UPDATE labels SET mask_path = ?, updated = ? WHERE image_id = ?",
-                              (rel, now(), image_id))
-                else:
-                    c.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) "
-                              "VALUES (?, 'anomalous', 'operator', ?, ?) ON CONFLICT(image_id) DO UPDATE SET "
-                              "label = excluded.label, source = excluded.source, mask_path = excluded.mask_path, "
-                              "updated = excluded.updated", (image_id, rel, now()))
+            try:
+                with self._tx() as c:
+                    row = c.execute("SELECT label FROM labels WHERE image_id = ?", (image_id,)).fetchone()
+                    if row is not None and row[0] == ANOMALOUS:
+                        c.execute("UPDATE labels SET mask_path = ?, updated = ? WHERE image_id = ?",
+                                  (rel, now(), image_id))
+                    else:
+                        c.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) "
+                                  "VALUES (?, 'anomalous', 'operator', ?, ?) ON CONFLICT(image_id) DO UPDATE SET "
+                                  "label = excluded.label, source = excluded.source, mask_path = excluded.mask_path, "
+                                  "updated = excluded.updated", (image_id, rel, now()))
+                os.replace(staged, f)
+            except BaseException as exc:
+                staged.unlink(missing_ok=True)
+                if isinstance(exc, OSError):     # the label is saved; the new mask file is not
+                    raise storage_error(exc, str(f), unchanged=False) from None
+                raise
         else:
             with self._tx() as c:
                 c.execute("UPDATE labels SET mask_path = NULL, updated = ? WHERE image_id = ?", (now(), image_id))
@@ -519,10 +794,16 @@ class Project:
 
     @property
     def current_model_id(self) -> Optional[int]:
+        if self.read_only and self._view_model is not None:
+            return self._view_model
         v = self.setting("current_model")
         return int(v) if v else None
 
     def set_current_model(self, model_id: Optional[int]) -> None:
+        """Make a model the current one; in a read-only view only for this view (not saved)."""
+        if self.read_only:
+            self._view_model = model_id
+            return
         self.set_setting("current_model", None if model_id is None else str(model_id))
 
     def delete_model(self, model_id: int) -> None:
@@ -559,7 +840,7 @@ class Project:
 
     # -- results -----------------------------------------------------------------------------
     def map_file(self, model_id: int, image_id: int) -> Path:
-        return self.folder / "maps" / str(model_id) / f"{image_id}.npy"
+        return self.folder / map_rel(model_id, image_id)
 
     def add_results(self, model_id: int, items: Sequence[Tuple[int, float, str, Optional[np.ndarray]]]) -> None:
         """Store ``(image_id, score, verdict, anomaly_map or None)`` for a model in one commit.
@@ -567,25 +848,29 @@ class Project:
         Maps are written first (float16 ``.npy``), then the rows, so a row never points at a
         missing file.
         """
-        rows = []
-        stamp = now()
-        for image_id, score, verdict, amap in items:
+        self.check_writable()
+        for _, _, verdict, _ in items:
             if verdict not in VERDICTS:
                 raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
-            rel = None
-            if amap is not None:
-                f = self.map_file(model_id, image_id)
-                f.parent.mkdir(parents=True, exist_ok=True)
-                tmp = f.with_suffix(".tmp.npy")
-                np.save(tmp, np.asarray(amap, dtype=np.float16), allow_pickle=False)
-                tmp.replace(f)
-                rel = str(f.relative_to(self.folder))
-            rows.append((image_id, model_id, float(score), verdict, rel, stamp))
+        self.add_result_rows(model_id, [
+            (image_id, score, verdict,
+             None if amap is None else write_map(self.folder, map_rel(model_id, image_id), amap))
+            for image_id, score, verdict, amap in items])
+
+    def add_result_rows(self, model_id: int, rows: Sequence[Tuple[int, float, str, Optional[str]]]) -> None:
+        """Store ``(image_id, score, verdict, map path relative to the project or None)`` in one
+        commit: results whose maps are already saved (by a worker, see :mod:`.handoff`)."""
+        stamp = now()
+        out = []
+        for image_id, score, verdict, rel in rows:
+            if verdict not in VERDICTS:
+                raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
+            out.append((int(image_id), int(model_id), float(score), verdict, rel, stamp))
         with self._tx() as c:
             c.executemany("INSERT OR REPLACE INTO results(image_id, model_id, score, verdict, map_path, created) "
-                          "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                          "VALUES (?, ?, ?, ?, ?, ?)", out)
             c.executemany("UPDATE images SET readable = 1, error = NULL WHERE id = ?",
-                          [(r[0],) for r in rows])
+                          [(r[0],) for r in out])
 
     def add_result(self, image_id: int, model_id: int, score: float, verdict: str,
                    amap: Optional[np.ndarray] = None) -> None:
@@ -593,13 +878,7 @@ class Project:
 
     def load_map(self, row: ImageRow) -> Optional[np.ndarray]:
         """The anomaly map of a result as float32, or None when there is none (or it is gone)."""
-        if not row.map_path:
-            return None
-        f = self.folder / row.map_path
-        try:
-            return np.load(f, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError):
-            return None
+        return read_map(self.folder, row.map_path)
 
     def review_queue(self, model_id: int) -> List[ImageRow]:
         """Images the model flagged as anomalous, highest score first."""

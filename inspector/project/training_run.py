@@ -1,21 +1,31 @@
 """Train a model on a project's good images, save it, register it, and score the test images (Qt-free).
 
-The order keeps the previous model safe: the engine trains in memory; the new file is written
-under a new name (atomically, by ``save_model``); only then is it registered and made current.
-Cancelling before that point leaves the project exactly as it was.
+A :class:`TrainingJob` is cut at the process boundary (:mod:`.handoff`): the owner of the project
+reads the plan (image paths, settings, the new model file's name); the work trains in memory,
+writes the new file under that new name (atomically, by ``save_model``), scores the test images
+(their maps in ``maps/.pending-XXXX/``) and returns all of it as plain data; only then does the
+owner register the model, its results and make it current, in one go.  A cancel, a failure or a
+killed worker before that point never registers anything and never touches the previous model:
+the owner removes the new file and the pending maps.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..core.jobs import Cancelled, Job, as_job
-from .inspection import inspect_images
-from .store import Project, ProjectError
+from ..core.jobs import Job, as_job
+from .handoff import Outbox, OwnedJob
+from .inspection import score_batches
+from .store import PENDING_MAPS, Project, ProjectError, map_rel
 
 
 @dataclass
@@ -54,88 +64,168 @@ def labelled_metrics(scores_labels: List[Tuple[float, Optional[str]]], threshold
     }
 
 
-def train_project_model(project: Project, settings, name: Optional[str] = None, inspect_test: bool = True,
-                        job: Optional[Job] = None, use_labelled_anomalies: bool = False) -> TrainOutcome:
-    """Train on the project's train split with ``settings`` (an engine ``TrainSettings``).
+@dataclass
+class TrainPlan:
+    """What a training needs, read from the project by its owner (picklable, no database)."""
+    folder: str
+    settings: Any                          # an engine TrainSettings, or a dict of its fields
+    name: Optional[str]
+    model_path: str                        # the new model file: a name no model uses
+    pending_maps: str                      # maps/<this>/ holds the test maps until registration
+    train: List[Tuple[int, str]]           # (image id, path) of the good images
+    test: List[Tuple[int, str]]            # (image id, path) to score; empty: no inspection
+    test_labels: Dict[int, Optional[str]]  # labels of the test images, for the metrics
+    anomalies: List[Tuple[str, Optional[str]]] = field(default_factory=list)   # APC: (image, mask)
+    anomaly_ids: List[int] = field(default_factory=list)
 
-    With ``inspect_test`` the new model then scores the project's test images (results stored as
-    they come).  The new model becomes the current one only at the very end; a cancel at any
-    stage removes everything the run added (file, model row, results) and raises ``Cancelled``.
 
-    With ``use_labelled_anomalies`` (APC) the project's images labelled anomalous are passed as
-    ``settings.anomalies`` (image, mask or None); they are never part of the normal training set,
-    and their ids are kept in the model's metadata (``trained_on_anomalies``) so that evaluations
-    can leave them out.
-    """
+@dataclass
+class TrainedModel:
+    """What a training hands back to the owner: the saved file and everything to register it."""
+    model_path: str
+    method: str
+    backbone: str
+    image_threshold: float
+    pixel_threshold: float
+    threshold_detail: str
+    meta: Dict
+    n_train: int
+    seconds: float
+    skipped: List[Tuple[str, str]]
+    holdout_scores: np.ndarray
+    deliveries: List[tuple]                # the Outbox's rows (model id 0, maps in pending_maps)
+    test_scores: List[Tuple[float, Optional[str]]]
+    metrics: Dict[str, float]
+
+
+def run_training(plan: TrainPlan, job: Optional[Job] = None, deliver=None) -> TrainedModel:
+    """The worker's half: train, save the new file, score the test images. No database."""
     from ..core.modelfile import save_model
-    from ..core.pipeline.training import train_model
+    from ..core.pipeline.training import TrainSettings, train_model
 
     job = as_job(job)
-    if isinstance(settings, dict):
-        from ..core.pipeline.training import TrainSettings
-        settings = TrainSettings(**settings)
-    rows = [r for r in project.images(split="train") if r.readable is not False and r.label != "anomalous"]
-    if not rows:
-        raise ProjectError("the project has no good images to train on: add a folder of good parts "
-                           "(or an MVTec-style folder) first")
-    by_path = {r.path: r.id for r in rows}
-    anomaly_ids: List[int] = []
-    if use_labelled_anomalies and not settings.anomalies:
-        labelled = project.labelled_anomalies()
-        anomaly_ids = [r.id for r in labelled]
-        pairs = project.anomaly_pairs()
-        settings.anomalies = [(p, m) for p, m in pairs if p not in by_path]
+    settings = plan.settings
+    settings = TrainSettings(**settings) if isinstance(settings, dict) else dataclasses.replace(settings)
+    if plan.anomalies and not settings.anomalies:
+        settings.anomalies = list(plan.anomalies)
     started = time.monotonic()
-    result = train_model([r.path for r in rows], settings, job=job)
+    result = train_model([p for _, p in plan.train], settings, job=job)
     job.check()
-    path = project.new_model_path(name or settings.method)
     job.step("saving the model", 0, 1)
-    save_model(result.model, path)
-    if job.cancel.cancelled:           # cancelled while saving: forget the new file
-        path.unlink(missing_ok=True)
-        raise Cancelled("cancelled by the user")
-    skipped = [(str(p), why) for p, why in result.skipped]
-    bad = [(by_path[p], False, why) for p, why in skipped if p in by_path]
-    if bad:
-        project.set_readable_many(bad)
+    save_model(result.model, plan.model_path)
     model = result.model
     meta = dict(getattr(model, "meta", {}) or {})
     meta.update({"n_train": result.n_train, "train_seconds": round(result.seconds, 2),
                  "threshold_detail": model.image_threshold.detail})
-    if anomaly_ids:
-        meta["trained_on_anomalies"] = anomaly_ids
-    model_id = project.add_model(name or path.stem, path, meta.get("method", settings.method),
-                                 meta.get("backbone", settings.backbone), model.image_threshold.value,
-                                 model.pixel_threshold.value, meta, make_current=False)
+    if plan.anomaly_ids:
+        meta["trained_on_anomalies"] = list(plan.anomaly_ids)
     job.step("saving the model", 1, 1)
-    outcome = TrainOutcome(model_id, name or path.stem, result.n_train, time.monotonic() - started, skipped,
-                           np.asarray(result.holdout_scores, np.float64), model.image_threshold.value,
-                           model.pixel_threshold.value, model.image_threshold.detail)
-    if inspect_test:
-        test_ids = project.image_ids(split="test", readable_only=True)
+    deliveries: List[tuple] = []
+    test_scores: List[Tuple[float, Optional[str]]] = []
+    metrics: Dict[str, float] = {}
+    if plan.test:
+        score_batches(Outbox(plan.folder, deliveries.append, maps_dir=plan.pending_maps), model, 0, plan.test,
+                      model.image_threshold.value, job)
+        used = set(plan.anomaly_ids)      # the anomalies it was trained on would flatter the metrics
+        test_scores = [(score, plan.test_labels.get(iid)) for d in deliveries if d[0] == "add_result_rows"
+                       for iid, score, _, _ in d[2] if iid not in used]
+        metrics = labelled_metrics(test_scores, model.image_threshold.value)
+    return TrainedModel(plan.model_path, meta.get("method", settings.method), meta.get("backbone", settings.backbone),
+                        model.image_threshold.value, model.pixel_threshold.value, model.image_threshold.detail,
+                        meta, result.n_train, time.monotonic() - started,
+                        [(str(p), why) for p, why in result.skipped],
+                        np.asarray(result.holdout_scores, np.float64), deliveries, test_scores, metrics)
+
+
+class TrainingJob(OwnedJob):
+    """Train a model for a project (see the module's description).
+
+    With ``inspect_test`` the new model then scores the project's test images.  With
+    ``use_labelled_anomalies`` (APC) the project's images labelled anomalous are passed as the
+    settings' ``anomalies`` (image, mask or None); they are never part of the normal training set,
+    and their ids are kept in the model's metadata (``trained_on_anomalies``) so that evaluations
+    can leave them out.
+    """
+
+    title = "training"
+    work = staticmethod(run_training)
+
+    def __init__(self, project: Project, settings, name: Optional[str] = None, inspect_test: bool = True,
+                 use_labelled_anomalies: bool = False):
+        super().__init__(project)
+        self.settings, self.name = settings, name
+        self.inspect_test, self.use_labelled_anomalies = inspect_test, use_labelled_anomalies
+        self.plan: Optional[TrainPlan] = None
+
+    def prepare(self) -> TrainPlan:
+        p = self.project
+        p.check_writable()
+        rows = [r for r in p.images(split="train") if r.readable is not False and r.label != "anomalous"]
+        if not rows:
+            raise ProjectError("the project has no good images to train on: add a folder of good parts "
+                               "(or an MVTec-style folder) first")
+        settings = self.settings
+        method = settings.get("method", "patchcore") if isinstance(settings, dict) else settings.method
+        has_anomalies = bool(settings.get("anomalies") if isinstance(settings, dict) else settings.anomalies)
+        anomalies, anomaly_ids = [], []
+        if self.use_labelled_anomalies and not has_anomalies:
+            train_paths = {r.path for r in rows}
+            anomaly_ids = [r.id for r in p.labelled_anomalies()]
+            anomalies = [(a, m) for a, m in p.anomaly_pairs() if a not in train_paths]
+        test = [r for r in p.images(split="test") if r.readable is not False] if self.inspect_test else []
+        self.plan = TrainPlan(str(p.folder), settings, self.name, str(p.new_model_path(self.name or method)),
+                              f"{PENDING_MAPS}{uuid.uuid4().hex[:12]}", [(r.id, r.path) for r in rows],
+                              [(r.id, r.path) for r in test], {r.id: r.label for r in test}, anomalies,
+                              anomaly_ids)
+        return self.plan
+
+    def finish(self, t: TrainedModel) -> TrainOutcome:
+        """Register the model, its results and make it current; on any failure remove it all."""
+        p, plan = self.project, self.plan
+        by_path = {path: iid for iid, path in plan.train}
+        bad = [(by_path[path], False, why) for path, why in t.skipped if path in by_path]
+        if bad:
+            p.set_readable_many(bad)
+        name = plan.name or Path(t.model_path).stem
+        model_id = p.add_model(name, t.model_path, t.method, t.backbone, t.image_threshold, t.pixel_threshold,
+                               t.meta, make_current=False)
         try:
-            inspect_images(project, model, model_id, test_ids, job)
+            pending = Path(plan.folder) / "maps" / plan.pending_maps
+            if pending.is_dir():
+                final = p.folder / "maps" / str(model_id)
+                shutil.rmtree(final, ignore_errors=True)        # left by a deleted model of the same id
+                os.replace(pending, final)
+            for d in t.deliveries:
+                if d[0] == "add_result_rows":
+                    p.add_result_rows(model_id, [(iid, s, v, None if rel is None else map_rel(model_id, iid))
+                                                 for iid, s, v, rel in d[2]])
+                else:
+                    self.receive(d)
+            p.set_current_model(model_id)
         except BaseException:
-            project.delete_model(model_id)
+            p.delete_model(model_id)
             raise
-        if anomaly_ids:     # the anomalies it was trained on would flatter the metrics: left out
-            used = set(anomaly_ids)
-            outcome.test_scores = [(r.score, r.label) for r in project.images(model_id)
-                                   if r.score is not None and r.id not in used]
-        else:
-            outcome.test_scores = project.scores(model_id)
-        outcome.metrics = labelled_metrics(outcome.test_scores, model.image_threshold.value)
-    project.set_current_model(model_id)
-    return outcome
+        return TrainOutcome(model_id, name, t.n_train, t.seconds, t.skipped, t.holdout_scores, t.image_threshold,
+                            t.pixel_threshold, t.threshold_detail, t.test_scores, t.metrics)
+
+    def abandon(self) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        shutil.rmtree(Path(plan.folder) / "maps" / plan.pending_maps, ignore_errors=True)
+        f = Path(plan.model_path)
+        try:
+            registered = any(self.project.model_file(m) == f for m in self.project.models())
+        except ProjectError:
+            registered = True           # cannot tell: keep the file
+        if not registered:
+            f.unlink(missing_ok=True)
 
 
-def train_in_project(folder: str, settings: dict, name: Optional[str] = None, inspect_test: bool = True,
-                     job: Optional[Job] = None, use_labelled_anomalies: bool = False) -> TrainOutcome:
-    """:func:`train_project_model` on the project in ``folder`` (for a worker process: arguments
-    that can be pickled, its own connection to the database)."""
-    project = Project.open(folder)
-    try:
-        return train_project_model(project, settings, name=name, inspect_test=inspect_test, job=job,
-                                   use_labelled_anomalies=use_labelled_anomalies)
-    finally:
-        project.close()
+def train_project_model(project: Project, settings, name: Optional[str] = None, inspect_test: bool = True,
+                        job: Optional[Job] = None, use_labelled_anomalies: bool = False) -> TrainOutcome:
+    """Train on the project's train split with ``settings`` (an engine ``TrainSettings`` or a dict of
+    its fields), in this process: a :class:`TrainingJob` run here.  The new model becomes the
+    current one only at the very end; a cancel at any stage leaves the project as it was and
+    raises ``Cancelled``."""
+    return TrainingJob(project, settings, name, inspect_test, use_labelled_anomalies).run_here(job)

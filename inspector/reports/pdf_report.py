@@ -9,6 +9,10 @@ every flagged part.
 
 Drawn with matplotlib's PDF backend (no Qt, no pyplot state), written next to its destination and
 renamed, so a failed or cancelled export never leaves half a file.
+
+The report is read from the project by its owner (:func:`report_data`: plain data) and drawn from
+that alone (:func:`write_report`), so that the window can draw it in a worker process that never
+opens the project database (:class:`ReportJob`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import math
 import os
 from datetime import datetime
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -28,7 +33,8 @@ from ..core.errors import InspectorError
 from ..core.images import read_image, resize_longest
 from ..core.jobs import Job, as_job
 from ..core.overlay import render_overlay
-from ..project.store import ImageRow, ModelRow, Project, ProjectError
+from ..project.handoff import OwnedJob
+from ..project.store import ImageRow, ModelRow, Project, ProjectError, read_map, storage_error
 
 A4 = (8.27, 11.69)                      # inches, portrait
 GRID = (3, 2)                           # flagged parts per page: rows, columns
@@ -74,23 +80,45 @@ def threshold_text(model: ModelRow) -> str:
     return f"{value:.4g}: set by the operator"
 
 
-def _picture(project: Project, row: ImageRow, pixel_threshold: float) -> Optional[np.ndarray]:
+@dataclass
+class ReportData:
+    """Everything the report shows, read from a project (picklable: no database in it)."""
+    name: str
+    folder: Path
+    model: ModelRow
+    rows: List[ImageRow]                 # the model's results, highest score first
+    unreadable: int
+
+
+def report_data(project: Project, model_id: Optional[int] = None) -> ReportData:
+    """Read the report on ``model_id``'s results (default: the current model) from ``project``."""
+    model_id = model_id if model_id is not None else project.current_model_id
+    if model_id is None:
+        raise ProjectError("the project has no model yet: train one and inspect images first")
+    model = project.model(model_id)
+    rows = [r for r in project.images(model_id, order="score") if r.score is not None]
+    if not rows:
+        raise ProjectError(f"model '{model.name}' has no results yet: inspect images first")
+    return ReportData(project.name, project.folder, model, rows, project.counts(model_id)["unreadable"])
+
+
+def _picture(data: ReportData, row: ImageRow, pixel_threshold: float) -> Optional[np.ndarray]:
     """The part with its anomaly map, at most PICTURE_PX on its longest side; None if unreadable."""
     try:
         image = read_image(row.path)
     except InspectorError:
         return None
-    amap = project.load_map(row)
+    amap = read_map(data.folder, row.map_path)
     if amap is not None:
         image = render_overlay(image, amap, pixel_threshold, opacity=0.45)
     return resize_longest(image, PICTURE_PX) if max(image.shape[:2]) > PICTURE_PX else image
 
 
-def _summary_page(project: Project, model: ModelRow, rows: Sequence[ImageRow], counts: Dict[str, int],
+def _summary_page(data: ReportData, model: ModelRow, rows: Sequence[ImageRow], counts: Dict[str, int],
                   unreadable: int) -> Figure:
     fig = Figure(figsize=A4)
     fig.text(0.08, 0.95, "Inspection report", fontsize=22, weight="bold", va="top")
-    fig.text(0.08, 0.915, project.name, fontsize=14, va="top", color="#4a5568")
+    fig.text(0.08, 0.915, data.name, fontsize=14, va="top", color="#4a5568")
     training = model.meta.get("training") or {}
     trained = f"{str(model.meta.get('created') or model.created)[:16].replace('T', ' ')} on " \
               f"{training.get('n_images', '?')} good images"
@@ -102,7 +130,7 @@ def _summary_page(project: Project, model: ModelRow, rows: Sequence[ImageRow], c
         ("Image threshold", threshold_text(model)),
         ("Pixel threshold", f"{model.pixel_threshold:.4g} (outlines regions on the pictures)"),
         ("Report", f"{datetime.now().strftime('%Y-%m-%d %H:%M')}, Inspector {__version__}"),
-        ("Project folder", str(project.folder)),
+        ("Project folder", str(data.folder)),
     ]
     _table(fig, 0.08, 0.87, lines, width=90)
     c = counts
@@ -188,20 +216,14 @@ def _list_page(flagged: Sequence[ImageRow], start: int, page: int, pages: int) -
     return fig
 
 
-def export_pdf(project: Project, path, model_id: Optional[int] = None, job: Optional[Job] = None) -> int:
-    """Write the report on ``model_id``'s results (default: the current model) to ``path``.
+def write_report(data: ReportData, path, job: Optional[Job] = None) -> int:
+    """Write the report of ``data`` to ``path``; returns the number of pages.
 
-    Returns the number of pages.  Reports progress per page and stops between pages when
-    cancelled, leaving no file behind.
+    Reports progress per page and stops between pages when cancelled, leaving no file behind; a
+    full disk or a read-only folder is one clear :class:`~inspector.project.store.StorageError`.
     """
     job = as_job(job)
-    model_id = model_id if model_id is not None else project.current_model_id
-    if model_id is None:
-        raise ProjectError("the project has no model yet: train one and inspect images first")
-    model = project.model(model_id)
-    rows = [r for r in project.images(model_id, order="score") if r.score is not None]
-    if not rows:
-        raise ProjectError(f"model '{model.name}' has no results yet: inspect images first")
+    model, rows = data.model, data.rows
     counts = summarise(rows)
     flagged = [r for r in rows if r.verdict == "anomalous"]
     shown = flagged[:MAX_PICTURES]
@@ -213,35 +235,63 @@ def export_pdf(project: Project, path, model_id: Optional[int] = None, job: Opti
     out = Path(path)
     tmp = out.with_name(out.name + ".part")
     try:
-        with PdfPages(tmp, metadata={"Title": f"Inspection report: {project.name}",
-                                     "Creator": f"Inspector {__version__}"}) as pdf:
-            job.step("writing the report", 0, total)
-            pdf.savefig(_summary_page(project, model, rows, counts, project.counts(model_id)["unreadable"]))
-            done = 1
-            for p in range(picture_pages):
-                job.step("writing the report", done, total)
-                chunk = shown[p * per_page:(p + 1) * per_page]
-                pictures = [(r, _picture(project, r, model.pixel_threshold)) for r in chunk]
-                pdf.savefig(_pictures_page(pictures, p + 1, picture_pages, len(shown), len(flagged)))
-                done += 1
-            for p in range(list_pages):
-                job.step("writing the report", done, total)
-                pdf.savefig(_list_page(flagged, p * LIST_ROWS, p + 1, list_pages))
-                done += 1
+        with open(tmp, "wb") as fh:           # this file object, not matplotlib, closes the file
+            pdf = PdfPages(fh, metadata={"Title": f"Inspection report: {data.name}",
+                                         "Creator": f"Inspector {__version__}"})
+            try:
+                job.step("writing the report", 0, total)
+                pdf.savefig(_summary_page(data, model, rows, counts, data.unreadable))
+                done = 1
+                for p in range(picture_pages):
+                    job.step("writing the report", done, total)
+                    chunk = shown[p * per_page:(p + 1) * per_page]
+                    pictures = [(r, _picture(data, r, model.pixel_threshold)) for r in chunk]
+                    pdf.savefig(_pictures_page(pictures, p + 1, picture_pages, len(shown), len(flagged)))
+                    done += 1
+                for p in range(list_pages):
+                    job.step("writing the report", done, total)
+                    pdf.savefig(_list_page(flagged, p * LIST_ROWS, p + 1, list_pages))
+                    done += 1
+            except BaseException:
+                try:         # after a failed write matplotlib's close fails too (zlib): the first error counts
+                    pdf.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                raise
+            pdf.close()
         job.step("writing the report", total, total)
         os.replace(tmp, out)
     except OSError as exc:
-        raise ProjectError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise storage_error(exc, str(out)) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return total
 
 
-def report_in_project(folder: str, path: str, model_id: Optional[int] = None, job: Optional[Job] = None) -> int:
-    """:func:`export_pdf` on the project in ``folder`` (for a worker process)."""
-    project = Project.open(folder)
-    try:
-        return export_pdf(project, path, model_id, job=job)
-    finally:
-        project.close()
+def export_pdf(project: Project, path, model_id: Optional[int] = None, job: Optional[Job] = None) -> int:
+    """Write the report on ``model_id``'s results (default: the current model) to ``path``, in this
+    process. Returns the number of pages."""
+    return write_report(report_data(project, model_id), path, job)
+
+
+def _draw(plan, job: Optional[Job] = None, deliver=None) -> int:
+    data, path = plan
+    return write_report(data, path, job)
+
+
+class ReportJob(OwnedJob):
+    """The report drawn in a worker process from data the owner read (it writes nothing in the
+    project, so a read-only view can report too). Returns the number of pages."""
+
+    title = "writing the report"
+    work = staticmethod(_draw)
+
+    def __init__(self, project: Project, path, model_id: Optional[int] = None):
+        super().__init__(project)
+        self.path, self.model_id = str(path), model_id
+
+    def prepare(self):
+        return report_data(self.project, self.model_id), self.path
