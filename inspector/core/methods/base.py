@@ -160,6 +160,14 @@ class AnomalyModel(ABC):
             job.step("inspecting", min(i + batch_size, len(images)), len(images))
         return out
 
+    # -- learning more normal images ------------------------------------------------------
+    def extend(self, source: FrameSource, job: Optional[Job] = None) -> Dict:
+        """Learn the normal images of ``source`` without retraining (in place); returns what changed
+        as a JSON-able dict.  The pipeline (:mod:`..pipeline.update`) scores them first, sets the
+        thresholds and records the new version.  A method that cannot says so."""
+        raise InspectorError(f"{self.method} models cannot learn new images without retraining: "
+                             "train a new model on all the good images")
+
     # -- persistence -----------------------------------------------------------------------
     @abstractmethod
     def state(self) -> Tuple[Dict, Dict[str, np.ndarray], Dict[str, bytes]]:
