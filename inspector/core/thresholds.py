@@ -18,7 +18,8 @@ from numpy.typing import ArrayLike
 
 from . import metrics
 
-METHODS = ("mean+3std", "percentile", "f1-optimal", "manual")
+METHODS = ("mean+3std", "percentile", "f1-optimal", "manual",
+           "no-missed-defect")   # the lowest confirmed defect's score (confusion.miss_no_defect)
 
 
 @dataclass(frozen=True)
