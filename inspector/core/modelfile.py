@@ -16,14 +16,16 @@ never leaves a half-written model.  Loading validates everything and raises
 from __future__ import annotations
 
 import datetime as _dt
+import getpass
 import hashlib
 import io
 import json
 import os
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -62,20 +64,30 @@ def model_metadata(model: AnomalyModel) -> Dict:
         "thresholds": {"image": model.image_threshold.to_dict(), "pixel": model.pixel_threshold.to_dict()},
     })
     meta.setdefault("inspector_version", __version__)
-    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("created", _now())
+    meta.setdefault("uuid", str(uuid.uuid4()))        # this model's identity, for its versions' lineage
     return meta
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def save_model(model: AnomalyModel, path) -> Path:
     """Write ``model`` to ``path`` atomically. Returns the path written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state_meta, arrays, blobs = model.state()
     entries = {f"arrays/{k}.npy": _npy_bytes(v) for k, v in arrays.items()}
     entries.update({f"blobs/{k}.bin": bytes(v) for k, v in blobs.items()})
     meta = model_metadata(model)
     meta["state"] = state_meta
     meta["entries"] = {name: _sha(data) for name, data in entries.items()}
+    return _write_archive(path, meta, entries)
+
+
+def _write_archive(path: Path, meta: Dict, entries: Dict[str, bytes]) -> Path:
+    """The zip of ``meta`` and ``entries``, written beside ``path`` and renamed onto it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -124,6 +136,8 @@ def _read_meta(zf: zipfile.ZipFile, path: Path) -> Dict:
     for key in ("method", "backbone", "weights", "preprocess", "thresholds", "state", "entries"):
         if key not in meta:
             raise ModelFileError(f"{path}: the model's metadata lacks '{key}' (damaged file)")
+    if "lineage" in meta and not _lineage_ok(meta["lineage"]):
+        raise ModelFileError(f"{path}: the model's version history (lineage) is damaged")
     return meta
 
 
@@ -189,3 +203,84 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
     model.image_threshold = Threshold.from_dict(meta["thresholds"]["image"])
     model.pixel_threshold = Threshold.from_dict(meta["thresholds"]["pixel"])
     return model
+
+
+# -- versions: lineage ------------------------------------------------------------------------------
+#
+# A model made from another one (normal images added, a threshold kept) is a new file, a new version:
+# its metadata holds "uuid" (its identity) and "lineage":
+#   {"version": 2, "parent": {"file": NAME, "meta_sha256": SHA, "uuid": UUID or null},
+#    "history": [{"version": 2, "what": "added 3 normal images", "when": ISO, "who": USER,
+#                 "images": [...], "rule": "..."}, ...]}
+# "history" accumulates from the first version on; a model without "lineage" is version 1.
+
+def metadata_sha256(path) -> str:
+    """sha256 of a model file's metadata as stored: with the file name, the parent's identity."""
+    path = Path(path)
+    with _open(path) as zf:
+        try:
+            return _sha(zf.read(META_NAME))
+        except (KeyError, zipfile.BadZipFile, OSError):
+            raise ModelFileError(f"{path} is not an Inspector model file (no {META_NAME} inside)") from None
+
+
+def _lineage_ok(lin) -> bool:
+    return (isinstance(lin, dict) and isinstance(lin.get("version"), int) and lin["version"] >= 1
+            and isinstance(lin.get("history", []), list) and all(isinstance(h, dict) for h in lin.get("history", []))
+            and (lin.get("parent") is None or isinstance(lin["parent"], dict)))
+
+
+def lineage_of(meta: Dict) -> Dict:
+    """A model's lineage (version 1, no parent, no history when the metadata has none)."""
+    lin = meta.get("lineage")
+    if not _lineage_ok(lin):
+        return {"version": 1, "parent": None, "history": []}
+    return {"version": lin["version"], "parent": lin.get("parent"), "history": list(lin.get("history", []))}
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError, ImportError):      # no login name (some containers, services)
+        return "unknown"
+
+
+def history_entry(what: str, images: Sequence = (), rule: Optional[str] = None, **extra) -> Dict:
+    """One line of the audit trail: what changed, when, who, with which images and rule."""
+    entry = {"what": what, "when": _now(), "who": current_user(), "images": [str(p) for p in images]}
+    if rule is not None:
+        entry["rule"] = rule
+    entry.update(extra)
+    return entry
+
+
+def next_version(parent_meta: Dict, parent_path, entry: Dict) -> Dict:
+    """Metadata keys of a new version of the model in ``parent_path`` (whose metadata is
+    ``parent_meta``): a new identity and creation time, and the lineage with ``entry`` appended."""
+    old = lineage_of(parent_meta)
+    version = old["version"] + 1
+    parent = {"file": Path(parent_path).name, "meta_sha256": metadata_sha256(parent_path),
+              "uuid": parent_meta.get("uuid")}
+    return {"uuid": str(uuid.uuid4()), "created": _now(), "inspector_version": __version__,
+            "lineage": {"version": version, "parent": parent, "history": old["history"] + [{"version": version, **entry}]}}
+
+
+def derive_model_file(parent_path, out_path, change: Callable[[Dict], None]) -> Path:
+    """A new model file whose arrays are the parent's and whose metadata ``change(meta)`` edits in
+    place (e.g. a threshold kept from the threshold panel), written atomically; the parent stays."""
+    parent_path, out_path = Path(parent_path), Path(out_path)
+    if out_path.exists() and out_path.resolve() == parent_path.resolve():
+        raise ModelFileError(f"a new version needs a new file: {out_path} is the parent model")
+    with _open(parent_path) as zf:
+        meta = _read_meta(zf, parent_path)
+        entries = {}
+        for name, digest in meta["entries"].items():
+            try:
+                data = zf.read(name)
+            except (KeyError, zipfile.BadZipFile, OSError):
+                raise ModelFileError(f"{parent_path} is damaged: '{name}' is missing or unreadable") from None
+            if _sha(data) != digest:
+                raise ModelFileError(f"{parent_path} is damaged: '{name}' does not match its checksum")
+            entries[name] = data
+    change(meta)
+    return _write_archive(out_path, meta, entries)
