@@ -15,8 +15,6 @@ never leaves a half-written model.  Loading validates everything and raises
 
 from __future__ import annotations
 
-import datetime as _dt
-import getpass
 import hashlib
 import io
 import json
@@ -25,7 +23,7 @@ import tempfile
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -33,6 +31,7 @@ import torch
 from .. import __version__
 from .backbones import load_extractor
 from .errors import InspectorError, ModelFileError, WeightsError
+from .lineage import history_entry, lineage_of, lineage_ok, now_iso  # noqa: F401  (history_entry: for callers)
 from .methods.base import AnomalyModel, get_method
 from .preprocess import Preprocess
 from .thresholds import Threshold
@@ -64,13 +63,9 @@ def model_metadata(model: AnomalyModel) -> Dict:
         "thresholds": {"image": model.image_threshold.to_dict(), "pixel": model.pixel_threshold.to_dict()},
     })
     meta.setdefault("inspector_version", __version__)
-    meta.setdefault("created", _now())
+    meta.setdefault("created", now_iso())
     meta.setdefault("uuid", str(uuid.uuid4()))        # this model's identity, for its versions' lineage
     return meta
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def save_model(model: AnomalyModel, path) -> Path:
@@ -136,9 +131,21 @@ def _read_meta(zf: zipfile.ZipFile, path: Path) -> Dict:
     for key in ("method", "backbone", "weights", "preprocess", "thresholds", "state", "entries"):
         if key not in meta:
             raise ModelFileError(f"{path}: the model's metadata lacks '{key}' (damaged file)")
-    if "lineage" in meta and not _lineage_ok(meta["lineage"]):
+    if "lineage" in meta and not lineage_ok(meta["lineage"]):
         raise ModelFileError(f"{path}: the model's version history (lineage) is damaged")
     return meta
+
+
+def _entries(zf: zipfile.ZipFile, meta: Dict, path: Path) -> Iterator[Tuple[str, bytes]]:
+    """Every array and blob of the file, one at a time, each checked against its sha256."""
+    for name, digest in meta["entries"].items():
+        try:
+            data = zf.read(name)
+        except (KeyError, zipfile.BadZipFile, OSError):
+            raise ModelFileError(f"{path} is damaged: '{name}' is missing or unreadable") from None
+        if _sha(data) != digest:
+            raise ModelFileError(f"{path} is damaged: '{name}' does not match its checksum")
+        yield name, data
 
 
 def _weights_request(meta: Dict, weights: Optional[str]) -> Dict:
@@ -161,13 +168,7 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
         meta = _read_meta(zf, path)
         arrays: Dict[str, np.ndarray] = {}
         blobs: Dict[str, bytes] = {}
-        for name, digest in meta["entries"].items():
-            try:
-                data = zf.read(name)
-            except (KeyError, zipfile.BadZipFile, OSError):
-                raise ModelFileError(f"{path} is damaged: '{name}' is missing or unreadable") from None
-            if _sha(data) != digest:
-                raise ModelFileError(f"{path} is damaged: '{name}' does not match its checksum")
+        for name, data in _entries(zf, meta, path):
             key = name.split("/", 1)[1].rsplit(".", 1)[0]
             if name.startswith("arrays/"):
                 try:
@@ -205,14 +206,7 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
     return model
 
 
-# -- versions: lineage ------------------------------------------------------------------------------
-#
-# A model made from another one (normal images added, a threshold kept) is a new file, a new version:
-# its metadata holds "uuid" (its identity) and "lineage":
-#   {"version": 2, "parent": {"file": NAME, "meta_sha256": SHA, "uuid": UUID or null},
-#    "history": [{"version": 2, "what": "added 3 normal images", "when": ISO, "who": USER,
-#                 "images": [...], "rule": "..."}, ...]}
-# "history" accumulates from the first version on; a model without "lineage" is version 1.
+# -- versions: lineage (lineage.py reads it; here, what needs the file) ------------------------------
 
 def metadata_sha256(path) -> str:
     """sha256 of a model file's metadata as stored: with the file name, the parent's identity."""
@@ -224,36 +218,6 @@ def metadata_sha256(path) -> str:
             raise ModelFileError(f"{path} is not an Inspector model file (no {META_NAME} inside)") from None
 
 
-def _lineage_ok(lin) -> bool:
-    return (isinstance(lin, dict) and isinstance(lin.get("version"), int) and lin["version"] >= 1
-            and isinstance(lin.get("history", []), list) and all(isinstance(h, dict) for h in lin.get("history", []))
-            and (lin.get("parent") is None or isinstance(lin["parent"], dict)))
-
-
-def lineage_of(meta: Dict) -> Dict:
-    """A model's lineage (version 1, no parent, no history when the metadata has none)."""
-    lin = meta.get("lineage")
-    if not _lineage_ok(lin):
-        return {"version": 1, "parent": None, "history": []}
-    return {"version": lin["version"], "parent": lin.get("parent"), "history": list(lin.get("history", []))}
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError, ImportError):      # no login name (some containers, services)
-        return "unknown"
-
-
-def history_entry(what: str, images: Sequence = (), rule: Optional[str] = None, **extra) -> Dict:
-    """One line of the audit trail: what changed, when, who, with which images and rule."""
-    entry = {"what": what, "when": _now(), "who": current_user(), "images": [str(p) for p in images]}
-    if rule is not None:
-        entry["rule"] = rule
-    entry.update(extra)
-    return entry
-
-
 def next_version(parent_meta: Dict, parent_path, entry: Dict) -> Dict:
     """Metadata keys of a new version of the model in ``parent_path`` (whose metadata is
     ``parent_meta``): a new identity and creation time, and the lineage with ``entry`` appended."""
@@ -261,7 +225,7 @@ def next_version(parent_meta: Dict, parent_path, entry: Dict) -> Dict:
     version = old["version"] + 1
     parent = {"file": Path(parent_path).name, "meta_sha256": metadata_sha256(parent_path),
               "uuid": parent_meta.get("uuid")}
-    return {"uuid": str(uuid.uuid4()), "created": _now(), "inspector_version": __version__,
+    return {"uuid": str(uuid.uuid4()), "created": now_iso(), "inspector_version": __version__,
             "lineage": {"version": version, "parent": parent, "history": old["history"] + [{"version": version, **entry}]}}
 
 
@@ -273,14 +237,6 @@ def derive_model_file(parent_path, out_path, change: Callable[[Dict], None]) -> 
         raise ModelFileError(f"a new version needs a new file: {out_path} is the parent model")
     with _open(parent_path) as zf:
         meta = _read_meta(zf, parent_path)
-        entries = {}
-        for name, digest in meta["entries"].items():
-            try:
-                data = zf.read(name)
-            except (KeyError, zipfile.BadZipFile, OSError):
-                raise ModelFileError(f"{parent_path} is damaged: '{name}' is missing or unreadable") from None
-            if _sha(data) != digest:
-                raise ModelFileError(f"{parent_path} is damaged: '{name}' does not match its checksum")
-            entries[name] = data
+        entries = dict(_entries(zf, meta, parent_path))
     change(meta)
     return _write_archive(out_path, meta, entries)

@@ -29,7 +29,8 @@ from .. import thresholds as th
 from ..errors import DatasetError
 from ..jobs import Job, as_job
 from ..methods.base import AnomalyModel, FrameSource
-from ..modelfile import history_entry, lineage_of, next_version
+from ..lineage import already_learnt, history_entry
+from ..modelfile import next_version
 from .holdout import MIN_IMAGES_FOR_THRESHOLDS
 
 
@@ -85,17 +86,6 @@ def recalibrate(model: AnomalyModel, new_scores: np.ndarray, new_peaks: np.ndarr
     else:
         said.append(f"pixel threshold {pixel_t.value:.4g} kept")
     return "; ".join(said) + f", from {len(scores)} normal scores"
-
-
-def already_learnt(meta: Dict) -> Dict[str, int]:
-    """Images a model learnt by updates (path → version), from its lineage.  Their scores would no
-    longer be out of sample, so they are not added twice."""
-    out: Dict[str, int] = {}
-    for h in lineage_of(meta)["history"]:
-        if str(h.get("what", "")).startswith("added"):
-            for p in h.get("images", []):
-                out.setdefault(str(p), int(h.get("version", 0)))
-    return out
 
 
 def add_normal_images(model: AnomalyModel, parent_path, paths: Sequence, job: Optional[Job] = None
