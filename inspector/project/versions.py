@@ -91,8 +91,16 @@ def update_project_model(project: Project, model_id: int, image_ids: Sequence[in
         except BaseException:
             project.delete_model(new_id)
             raise
+    detail = result.thresholds
+    learnt = {r.path for r in rows} & {str(p) for p in result.added}
+    scored = [r for r in project.images(new_id, ids=[r.id for r in rows if r.path in learnt]) if r.score is not None]
+    if scored:
+        t = project.model(new_id).image_threshold
+        still = sum(r.score >= t for r in scored)
+        detail += (f"; {still} of the {len(scored)} parts added still score at or above the threshold" if still
+                   else f"; the {len(scored)} part{'s' if len(scored) != 1 else ''} added now pass")
     project.set_current_model(new_id)
-    return VersionOutcome(new_id, name, change, result.thresholds, [(str(p), why) for p, why in result.skipped])
+    return VersionOutcome(new_id, name, change, detail, [(str(p), why) for p, why in result.skipped])
 
 
 def keep_threshold(project: Project, model_id: int, value: float, rule: str, detail: str = "",
@@ -115,8 +123,8 @@ def keep_threshold(project: Project, model_id: int, value: float, rule: str, det
         "f1-optimal" if rule == "best F1" else "mean+3std" if rule == "normals only" else "manual"
     threshold = Threshold(float(value), method, 0, detail or f"set in the threshold panel ({rule})")
     what = f"threshold set to {value:.4g}"
-    entry = history_entry(what, rule=rule, value=float(value), previous=float(parent.image_threshold),
-                          detail=detail)
+    previous = float(parent.image_threshold) if math.isfinite(parent.image_threshold) else None
+    entry = history_entry(what, rule=rule, value=float(value), previous=previous, detail=detail)
     meta_out: Dict = {}
 
     def change(meta: Dict) -> None:

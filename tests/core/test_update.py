@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import texture, with_defect, write_rgb
 from inspector.cli import main
@@ -209,6 +210,24 @@ def test_a_damaged_lineage_is_refused(parent, tmp_path):
             dst.writestr(item, data)
     with pytest.raises(InspectorError, match="lineage"):
         read_metadata(bad)
+
+
+def test_apc_learns_normal_images_with_its_tuned_encoder(image_dirs, tmp_path):
+    anomalies = []
+    for i in range(2):
+        img, _ = with_defect(texture(600 + i), seed=i)
+        anomalies.append((write_rgb(tmp_path / "bad" / f"{i}.png", img), None))
+    settings = TrainSettings(method="apc", backbone="resnet18", random_weights=True, resize=64, holdout=2,
+                             options={"coreset_ratio": 0.1, "epochs": 1}, anomalies=anomalies)
+    parent = save_model(train_model(list_images(image_dirs / "good"), settings).model, tmp_path / "apc.inspector")
+    model = load_model(parent)
+    encoder = {k: v.detach().clone() for k, v in model.extractor.state_dict().items()}
+    result = add_normal_images(model, parent, list_images(image_dirs / "new-kind"))
+    assert result.change["bank_after"] > result.change["bank_before"]
+    v2 = load_model(save_model(model, tmp_path / "apc-v2.inspector"))
+    assert v2.method == "apc" and len(v2.bank) == result.change["bank_after"]
+    for k, v in v2.extractor.state_dict().items():                   # the tuned encoder, unchanged
+        assert torch.equal(v, encoder[k]), k
 
 
 # -- N-pad -----------------------------------------------------------------------------------------

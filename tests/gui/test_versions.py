@@ -67,6 +67,7 @@ def test_versions_in_the_project_keep_their_parent(project):
     # a threshold kept: a new version with the same scores, verdicts at the new value, an audit line
     t = float(np.median([s for s, _ in p.scores(v2)]))
     out3 = keep_threshold(p, v2, t, "best F1", "best F1 0.9 on 8 labelled images")
+    assert p.model(v2).image_threshold != t
     v3 = out3.model_id
     assert p.current_model_id == v3 and p.model(v3).image_threshold == pytest.approx(t)
     s2 = {r.id: r.score for r in p.images(v2) if r.score is not None}
@@ -83,6 +84,19 @@ def test_versions_in_the_project_keep_their_parent(project):
     assert rows[v1].parent is None and rows[v1].change == "trained"
     assert rows[v3].parent.id == v2 and rows[v3].version == 3 and rows[v3].change.startswith("threshold set")
     assert set(rows[v3].metrics) >= {"image_auroc", "f1"}
+
+    # the PDF report of the version has its history page: who added what, who set the threshold
+    from inspector.reports.pdf_report import export_pdf, history_lines
+    lines = history_lines(p.model(v3))
+    assert lines[0].startswith("v2 ") and "added 2 normal images" in lines[0]
+    assert any("images: new-" in line for line in lines)
+    assert any(line.startswith("v3 ") and "threshold set to" in line for line in lines)
+    assert any("rule: best F1" in line for line in lines)
+    pages_v3 = export_pdf(p, p.folder / "v3.pdf", v3)
+    pages_v1 = export_pdf(p, p.folder / "v1.pdf", v1)
+    flagged = lambda m: sum(r.verdict == "anomalous" for r in p.images(m))          # noqa: E731
+    assert pages_v3 - pages_v1 == 1 + (math.ceil(flagged(v3) / 6) - math.ceil(flagged(v1) / 6)) \
+        + (math.ceil(flagged(v3) / 40) - math.ceil(flagged(v1) / 40))
 
     # the parent can go: the versions made from it keep their results and maps
     p.delete_model(v2)

@@ -151,7 +151,9 @@ class PatchCoreModel(AnomalyModel):
         return patch_features(taps, self.options.d, self.options.kernel).float().cpu()
 
     def score_batch(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        feats = self.features(x)
+        return self._score_features(self.features(x))
+
+    def _score_features(self, feats: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
         b, d, h, w = feats.shape
         rows = np.ascontiguousarray(to_rows(feats).numpy())
         dist, idx = self.index.search(rows, 1)
@@ -201,22 +203,43 @@ class PatchCoreModel(AnomalyModel):
     def extend(self, source: FrameSource, job: Optional[Job] = None) -> Dict:
         """Learn the normal images of ``source`` without retraining: the greedy coreset selection
         continues from the bank's centres over their patches (:mod:`..bank_update`), so the bank keeps
-        every centre and grows by the patches farther than its coverage radius; the index is rebuilt.
+        every centre and grows by the patches farther than its coverage radius; they join the index.
         Returns what changed (patches seen, entries added, the radius and where it came from)."""
         job = as_job(job)
-        opts = self.options
-        source.batch_size = opts.batch_size
-        rows = np.concatenate([to_rows(self.features(x)).numpy() for x in source.batches(job, "extracting features")])
+        source.batch_size = self.options.batch_size
+        rows = [to_rows(self.features(x)).numpy() for x in source.batches(job, "extracting features")]
+        return self._learn_rows(np.concatenate(rows), job)
+
+    def score_and_extend(self, source: FrameSource, job: Optional[Job] = None):
+        """:meth:`extend`, from the features the scoring extracted (one backbone pass)."""
+        job = as_job(job)
+        source.batch_size = self.options.batch_size
+        scores, maps, rows = [], [], []
+        done = 0
+        for x in source.batches(job, None):
+            feats = self.features(x)
+            s, m = self._score_features(feats)
+            scores.append(s)
+            maps.append(m)
+            rows.append(to_rows(feats).numpy())
+            done += len(s)
+            job.step("scoring the new images (before learning them)", done, len(source))
+        return np.concatenate(scores), np.concatenate(maps), self._learn_rows(np.concatenate(rows), job)
+
+    def _learn_rows(self, rows: np.ndarray, job: Job) -> Dict:
         if self.coverage is None:        # a file from before the radius was recorded
             seed = int((self.meta.get("training") or {}).get("seed") or 0)
-            self.coverage = estimate_radius(self.bank, opts.projection_dim, seed, job)
+            self.coverage = estimate_radius(self.bank, self.options.projection_dim, seed, job)
         picked, _ = continue_selection(self.bank, rows, self.coverage, job, self.index)
         before = len(self.bank)
         if len(picked):
-            job.step("building index", 0, 1)
-            self.bank = np.ascontiguousarray(np.concatenate([self.bank, rows[picked]]))
-            self._build_index()
-            job.step("building index", 1, 1)
+            # the new entries go into the index as it is (its cells stay those trained on the bank
+            # before): the image scores are exact whatever the index, and a rebuilt one differs no more
+            job.step("adding to the index", 0, 1)
+            new = np.ascontiguousarray(rows[picked])
+            self.bank = np.ascontiguousarray(np.concatenate([self.bank, new]))
+            self.index.add(new)
+            job.step("adding to the index", 1, 1)
         return {"patches": int(len(rows)), "bank_before": before, "bank_after": int(len(self.bank)),
                 "coverage_radius": float(self.coverage.radius), "radius_source": self.coverage.source}
 

@@ -105,14 +105,9 @@ def add_normal_images(model: AnomalyModel, parent_path, paths: Sequence, job: Op
         raise DatasetError(f"the model has already learnt {'this image' if len(known) == 1 else f'all {len(known)} images'}"
                            " (its version history lists them)")
     source = FrameSource(paths, model.preprocess)
-    scores, maps = model.score_frames(source.batches(job, None), job, len(source),
-                                      stage="scoring the new images (before learning them)")
+    scores, maps, change = model.score_and_extend(source, job)
     used, skipped = list(source.used), list(source.skipped)
     peaks = maps.reshape(len(scores), -1).max(axis=1) if len(scores) else np.zeros(0)
-    learn = FrameSource(used, model.preprocess)
-    change = model.extend(learn, job)
-    if learn.skipped:         # readable a moment ago: do not learn half of what was scored
-        raise DatasetError(f"{len(learn.skipped)} image(s) became unreadable while they were added")
     note = recalibrate(model, scores, peaks)
     n = len(used)
     entry = history_entry(f"added {n} normal image{'s' if n != 1 else ''}", used, rule=note,
