@@ -115,6 +115,17 @@ def test_patchcore_extend_keeps_the_bank_and_grows_by_what_is_new(parent, image_
     assert again["bank_after"] == again["bank_before"]            # its own training images: nothing new
 
 
+def test_a_model_saved_without_its_radius_finds_the_same_one(parent, image_dirs):
+    recorded, old = load_model(parent), load_model(parent)
+    old.coverage = None                          # as a file written before the radius was recorded
+    new = list_images(image_dirs / "new-kind")
+    a = recorded.extend(FrameSource(new, recorded.preprocess))
+    b = old.extend(FrameSource(new, old.preprocess))
+    assert b["radius_source"] == "estimated" and b["coverage_radius"] == pytest.approx(a["coverage_radius"], rel=1e-4)
+    assert b["bank_after"] == a["bank_after"]
+    np.testing.assert_array_equal(old.bank, recorded.bank)
+
+
 def test_update_lowers_the_added_images_scores_and_resets_thresholds(parent, image_dirs):
     model = load_model(parent)
     paths = list_images(image_dirs / "new-kind")
