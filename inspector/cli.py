@@ -4,6 +4,7 @@
     inspector gui [PATH]            open a project or an image folder in the application
     inspector train DATA_DIR -o MODEL ...
     inspector predict MODEL PATH... -o OUT_DIR
+    inspector update MODEL --add-normal PATH... -o NEW_MODEL
     inspector evaluate DATASET ...
     inspector benchmark ...
     inspector methods [NAME]        the methods, and a method's options
@@ -226,6 +227,41 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_update(args) -> int:
+    import os
+    from .core.datasets import expand_inputs
+    from .core.errors import InspectorError
+    from .core.images import describe_skipped
+    from .core.modelfile import load_model, save_model
+    from .core.pipeline.update import add_normal_images
+    parent, out = Path(args.model), Path(args.output)
+    if out.resolve() == parent.resolve() or (out.exists() and parent.exists() and os.path.samefile(out, parent)):
+        raise InspectorError(f"-o must name a new file: {out} is the model being updated, which stays as it is "
+                             "(the update is a new version beside it)")
+    paths = expand_inputs(args.add_normal)
+    model = load_model(parent, weights=args.weights)
+    job, bar = _job(args)
+    try:
+        result = add_normal_images(model, parent, paths, job)
+        written = save_model(result.model, out)
+    finally:
+        bar.close()
+    if result.skipped:
+        print(describe_skipped(result.skipped), file=sys.stderr)
+    if result.known:
+        print(f"left out {len(result.known)} image(s) the model learnt in an earlier update: "
+              + ", ".join(p.name for p in result.known[:5]) + (" ..." if len(result.known) > 5 else ""),
+              file=sys.stderr)
+    c = result.change
+    grew = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                     for k, v in c.items() if isinstance(v, (int, float)))
+    version = result.model.meta["lineage"]["version"]
+    print(f"added {len(result.added)} normal image(s) to {parent.name} in {result.seconds:.1f} s ({grew}) "
+          f"-> {written} (version {version})")
+    print(f"thresholds: {result.thresholds}")
+    return 0
+
+
 def _fmt(v, pct=True):
     if v is None:
         return "-"
@@ -380,6 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image-score threshold to use instead of the model's own")
     pr.add_argument("-q", "--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+    u = sub.add_parser("update", help="teach a model more normal images without retraining (a new version)")
+    u.add_argument("model", help="the model file to start from (it is not changed)")
+    u.add_argument("--add-normal", nargs="+", required=True, metavar="PATH",
+                   help="good images or folders of them (unreadable files are skipped and listed)")
+    u.add_argument("-o", "--output", required=True, metavar="NEW_MODEL", help="the new version's file (.inspector)")
+    u.add_argument("--weights", metavar="FILE", help="the backbone weights file the model was trained with")
+    u.add_argument("-q", "--quiet", action="store_true")
+    u.set_defaults(func=cmd_update)
 
     e = sub.add_parser("evaluate", help="train and test on MVTec-layout data; prints AUROC, PRO, timings")
     e.add_argument("dataset", help="an MVTec-layout root (folder of categories) or one category")

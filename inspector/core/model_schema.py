@@ -167,7 +167,8 @@ SCHEMA = {
             "type": "object",
             "properties": {
                 "version": _int(1, BIG),
-                "parent": {"type": ["string", "null"], "maxLength": 4096},
+                # the parent version's identity: file name, metadata sha256, uuid (lineage.py)
+                "parent": {"type": ["object", "string", "null"], "maxProperties": 16, "maxLength": 4096},
                 "history": {"type": "array", "maxItems": 100_000, "items": {"type": "object"}},
             },
         },

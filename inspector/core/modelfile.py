@@ -37,9 +37,10 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from .backbone_specs import weights_request
 from .backbones import load_extractor
 from .errors import InspectorError, ModelFileError, StorageError, WeightsError
 from .limits import physical_memory
+from .lineage import history_entry, lineage_of, lineage_ok, now_iso  # noqa: F401  (history_entry: for callers)
 from .methods.base import AnomalyModel, get_method
 from .preprocess import Preprocess
 from .thresholds import Threshold
@@ -108,7 +110,8 @@ def model_metadata(model: AnomalyModel) -> Dict:
                        "pixel": _jsonable_threshold(model.pixel_threshold.to_dict())},
     })
     meta.setdefault("inspector_version", __version__)
-    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("created", now_iso())
+    meta.setdefault("uuid", str(uuid.uuid4()))        # this model's identity, for its versions' lineage
     return meta
 
 
@@ -206,6 +209,11 @@ def save_model(model: AnomalyModel, path) -> Path:
     meta = model_metadata(model)
     meta["state"] = state_meta
     meta["entries"] = {name: _sha(data) for name, data in entries.items()}
+    return _write_archive(path, meta, entries)
+
+
+def _write_archive(path: Path, meta: Dict, entries: Dict[str, bytes]) -> Path:
+    """The zip of ``meta`` and ``entries``, written beside ``path`` and renamed onto it."""
     fault = model_schema.first_error(meta)
     if fault:                      # never write a file that loading would refuse
         raise ModelFileError(f"cannot save the model: its metadata does not fit the model file schema ({fault})")
@@ -376,6 +384,8 @@ def _read_meta(zf: zipfile.ZipFile, path: Path) -> Dict:
     fault = model_schema.first_error(meta)
     if fault:
         raise ModelFileError(f"{path}: the model's metadata is invalid at {fault}")
+    if "lineage" in meta and not lineage_ok(meta["lineage"]):
+        raise ModelFileError(f"{path}: the model's version history (lineage) is damaged")
     need, have = model_schema.scoring_bytes(meta), physical_memory()
     if need > have // 2:
         raise ModelFileError(f"{path}: scoring one image with this model would take about {need / 2**30:.1f} GiB, "
@@ -434,27 +444,34 @@ def _faiss_limits(blob_bytes: int) -> Iterator[None]:
             faiss.set_deserialization_loop_limit(old[1])
 
 
+def _entries(zf: zipfile.ZipFile, meta: Dict, path: Path) -> Iterator[Tuple[str, bytes]]:
+    """Every array and blob of the file, one at a time: sizes checked against the limit before any
+    is read, each checked against its sha256."""
+    limit, total = max_model_bytes(), 0
+    for name in meta["entries"]:
+        info = zf.NameToInfo.get(name)
+        if info is None:
+            raise ModelFileError(f"{path} is damaged: '{name}' is missing")
+        _check_size(info, limit, path, f"set {MAX_MODEL_BYTES_ENV} to allow more")
+        total += info.file_size
+    if total > limit:
+        raise ModelFileError(f"{path}: its contents would take {total / 2**20:.0f} MiB, over the limit of "
+                             f"{limit / 2**20:.0f} MiB (set {MAX_MODEL_BYTES_ENV} to allow more)")
+    for name, digest in meta["entries"].items():
+        data = _member(zf, name, limit, path)
+        if _sha(data) != digest:
+            raise ModelFileError(f"{path} is damaged: '{name}' does not match its checksum")
+        yield name, data
+
+
 def load_model(path, weights: Optional[str] = None, device: Optional[torch.device] = None) -> AnomalyModel:
     """Read and validate a model file; the backbone weights must match the recorded sha256."""
     path = Path(path)
     with _open(path) as zf:
         meta = _read_meta(zf, path)
-        limit, total = max_model_bytes(), 0
-        for name in meta["entries"]:
-            info = zf.NameToInfo.get(name)
-            if info is None:
-                raise ModelFileError(f"{path} is damaged: '{name}' is missing")
-            _check_size(info, limit, path, f"set {MAX_MODEL_BYTES_ENV} to allow more")
-            total += info.file_size
-        if total > limit:
-            raise ModelFileError(f"{path}: its contents would take {total / 2**20:.0f} MiB, over the limit of "
-                                 f"{limit / 2**20:.0f} MiB (set {MAX_MODEL_BYTES_ENV} to allow more)")
         arrays: Dict[str, np.ndarray] = {}
         blobs: Dict[str, bytes] = {}
-        for name, digest in meta["entries"].items():
-            data = _member(zf, name, limit, path)
-            if _sha(data) != digest:
-                raise ModelFileError(f"{path} is damaged: '{name}' does not match its checksum")
+        for name, data in _entries(zf, meta, path):
             key = name.split("/", 1)[1].rsplit(".", 1)[0]
             if name.startswith("arrays/"):
                 arrays[key] = _load_array(data, key, path)
@@ -500,3 +517,39 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
     model.image_threshold = Threshold.from_dict(meta["thresholds"]["image"])
     model.pixel_threshold = Threshold.from_dict(meta["thresholds"]["pixel"])
     return model
+
+
+# -- versions: lineage (lineage.py reads it; here, what needs the file) ------------------------------
+
+def metadata_sha256(path) -> str:
+    """sha256 of a model file's metadata as stored: with the file name, the parent's identity."""
+    path = Path(path)
+    with _open(path) as zf:
+        try:
+            return _sha(zf.read(META_NAME))
+        except (KeyError, zipfile.BadZipFile, OSError):
+            raise ModelFileError(f"{path} is not an Inspector model file (no {META_NAME} inside)") from None
+
+
+def next_version(parent_meta: Dict, parent_path, entry: Dict) -> Dict:
+    """Metadata keys of a new version of the model in ``parent_path`` (whose metadata is
+    ``parent_meta``): a new identity and creation time, and the lineage with ``entry`` appended."""
+    old = lineage_of(parent_meta)
+    version = old["version"] + 1
+    parent = {"file": Path(parent_path).name, "meta_sha256": metadata_sha256(parent_path),
+              "uuid": parent_meta.get("uuid")}
+    return {"uuid": str(uuid.uuid4()), "created": now_iso(), "inspector_version": __version__,
+            "lineage": {"version": version, "parent": parent, "history": old["history"] + [{"version": version, **entry}]}}
+
+
+def derive_model_file(parent_path, out_path, change: Callable[[Dict], None]) -> Path:
+    """A new model file whose arrays are the parent's and whose metadata ``change(meta)`` edits in
+    place (e.g. a threshold kept from the threshold panel), written atomically; the parent stays."""
+    parent_path, out_path = Path(parent_path), Path(out_path)
+    if out_path.exists() and out_path.resolve() == parent_path.resolve():
+        raise ModelFileError(f"a new version needs a new file: {out_path} is the parent model")
+    with _open(parent_path) as zf:
+        meta = _read_meta(zf, parent_path)
+        entries = dict(_entries(zf, meta, parent_path))
+    change(meta)
+    return _write_archive(out_path, meta, entries)

@@ -54,6 +54,10 @@ class NeighbourIndex:
         """The indexed bank, (size, dim) float32: every kind here keeps the exact vectors."""
         return self._index.reconstruct_n(0, self.size)
 
+    def add(self, vectors: np.ndarray) -> None:
+        """Append ``vectors`` (m, dim) to the index (ids follow on); trained parts (cells, PCA) stay."""
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
     def to_bytes(self) -> np.ndarray:
         return faiss.serialize_index(self._index)
 

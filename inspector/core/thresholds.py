@@ -17,7 +17,10 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-METHODS = ("mean+3std", "percentile", "f1-optimal", "manual")
+from . import metrics
+
+METHODS = ("mean+3std", "percentile", "f1-optimal", "manual",
+           "no-missed-defect")   # the lowest confirmed defect's score (confusion.miss_no_defect)
 ANOMALOUS, NORMAL = "anomalous", "normal"
 
 

@@ -10,7 +10,8 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
 SERIES_COLORS = {"held-out normal": QColor(30, 99, 198, 170), "test good": QColor(38, 166, 154, 150),
-                 "test anomalous": QColor(211, 47, 47, 160)}
+                 "test anomalous": QColor(211, 47, 47, 160),
+                 "confirmed good": QColor(30, 99, 198, 160), "confirmed defect": QColor(211, 47, 47, 160)}
 
 
 class ScoreHistogram(QWidget):

@@ -17,12 +17,15 @@ from ..core.backbone_specs import weights_for_loading
 from ..core.datasets import is_mvtec_category
 from ..project import DB_NAME, Project, is_project
 from ..project.inspection import InspectionJob
+from ..project.versions import KeepThresholdJob, UpdateJob
 from ..reports import export_csv
 from .browser import BrowserPanel
 from .compare import ComparePanel
 from .review import ReviewPanel
 from .settings import Settings
 from .start_page import StartPage
+from .threshold_panel import ThresholdPanel
+from .versions import VersionsPanel
 from .viewer import ImageViewer
 from .wizard import BACKBONES, TrainWizard
 from .workers import JobWorker, ProcessJobWorker, describe_error
@@ -143,6 +146,13 @@ class MainWindow(QMainWindow):
         self.compare.modelAdopted.connect(self.adopt_model)
         self.compare.inspectRequested.connect(self.inspect_for_models)
         self.tabs.addTab(self.compare, "Compare")
+        self.threshold_panel = ThresholdPanel()
+        self.threshold_panel.keepRequested.connect(self.keep_threshold)
+        self.tabs.addTab(self.threshold_panel, "Threshold")
+        self.versions = VersionsPanel()
+        self.versions.modelAdopted.connect(self.adopt_model)
+        self.tabs.addTab(self.versions, "Versions")
+        self.review.addToModelRequested.connect(self.add_to_model)
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.stack = QStackedWidget()
@@ -202,6 +212,14 @@ class MainWindow(QMainWindow):
         self.act_report = self._action("Export PDF report…", self.ask_report, "Ctrl+Shift+E",
                                        tip="An inspection report: summary, score chart, the flagged parts "
                                            "with their anomaly maps")
+        self.act_add_to_model = self._action(
+            "Add good images to the model…", self.ask_add_to_model, "Ctrl+Shift+A",
+            tip="Teach the current model good images without retraining (a new version; the current one stays)")
+        self.act_threshold = self._action(
+            "Set the threshold on confirmed labels", lambda: self.tabs.setCurrentWidget(self.threshold_panel),
+            "Ctrl+Shift+T", tip="See what a threshold catches and misses on the parts you labelled, and keep one")
+        self.act_versions = self._action("Model versions", lambda: self.tabs.setCurrentWidget(self.versions),
+                                         "Ctrl+Shift+V", tip="Every version of the model, what changed, and its metrics")
         self.act_quit = self._action("Quit", self.close, QKeySequence.Quit)
         for a, short in ((self.act_add_dataset, "Add dataset…"), (self.act_add_good, "Add good parts…"),
                          (self.act_add_test, "Add parts to inspect…"), (self.act_train, "Train model…"),
@@ -222,6 +240,9 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         m = self.menuBar().addMenu("&Model")
         for a in (self.act_train, self.act_inspect, self.act_inspect_folder):
+            m.addAction(a)
+        m.addSeparator()
+        for a in (self.act_add_to_model, self.act_threshold, self.act_versions):
             m.addAction(a)
         m = self.menuBar().addMenu("&Settings")
         w = m.addMenu("Weights file")
@@ -267,6 +288,9 @@ class MainWindow(QMainWindow):
         self.act_train.setEnabled(writable and self.wizard is None)
         for a in (self.act_inspect, self.act_inspect_folder):
             a.setEnabled(writable and has_model and not busy)
+        self.act_add_to_model.setEnabled(writable and has_model and not busy)
+        for a in (self.act_threshold, self.act_versions):
+            a.setEnabled(has)
         self.act_export.setEnabled(has_model)
         self.act_report.setEnabled(has_model and not busy)
         self.setWindowTitle(f"{self.project.name} — Inspector" + (" (read-only)" if has and not writable else "")
@@ -360,6 +384,8 @@ class MainWindow(QMainWindow):
         self.browser.set_project(project, mid)
         self.review.set_project(project, mid)
         self.compare.set_project(project)
+        self.threshold_panel.set_project(project, mid)
+        self.versions.set_project(project)
         self.viewer.show_row(None)
         self._update_state()
 
@@ -391,6 +417,8 @@ class MainWindow(QMainWindow):
         self.browser.set_project(None, None)
         self.review.set_project(None, None)
         self.compare.set_project(None)
+        self.threshold_panel.set_project(None, None)
+        self.versions.set_project(None)
         self.viewer.set_model(None)
         self.viewer.show_row(None)
         project.close()
@@ -514,6 +542,8 @@ class MainWindow(QMainWindow):
         self.browser.set_model(mid)
         self.review.set_project(self.project, mid)
         self.compare.reload_models()
+        self.threshold_panel.set_project(self.project, mid)
+        self.versions.reload()
         cur = self.browser.current_id()
         if cur is not None:
             self.show_image(cur)
@@ -580,6 +610,48 @@ class MainWindow(QMainWindow):
             self.show_info(f"Threshold of {self.project.model(mid).name} set to {value:.4g}: "
                            f"{n} verdict{'s' if n != 1 else ''} changed.")
             self._model_changed()
+
+    # -- model versions: teach good images, keep a threshold ------------------------------------
+    def ask_add_to_model(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Good images to teach the model", self.settings.last_dir(),
+                                                "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff);;All files (*)")
+        if paths:
+            self.settings.set_last_dir(str(Path(paths[0]).parent))
+            self.add_to_model(paths=paths)
+
+    def add_to_model(self, image_ids=(), paths=()) -> Optional[JobWorker]:
+        """Teach the current model good images (project ids and/or files) without retraining, in a
+        worker; the new version is registered, inspects the test images and becomes current."""
+        mid = self.project.current_model_id if self.project else None
+        if mid is None:
+            self.show_error("train a model first (Model > Train model…)")
+            return None
+        n = len(image_ids) + len(paths)
+
+        def done(outcome) -> None:
+            self._model_changed()
+            text = (f"{outcome.name}: {outcome.change}; {outcome.detail}. "
+                    f"The previous version stays in Versions.")
+            if outcome.skipped:
+                text += f" {len(outcome.skipped)} image(s) could not be read."
+            self.show_info(text)
+            # the new version scores the test images next, as after training
+            self._next_jobs = [(outcome.model_id, self.project.image_ids(split="test", readable_only=True))]
+
+        job = UpdateJob(self.project, mid, list(image_ids), [str(p) for p in paths], self._weights_for(mid))
+        return self.run_job(f"Adding {n} good image{'s' if n != 1 else ''} to the model", job, on_done=done)
+
+    def keep_threshold(self, model_id: int, value: float, rule: str, detail: str) -> Optional[JobWorker]:
+        """Keep ``value`` as a new version of ``model_id`` (the threshold panel's Keep)."""
+        if self.project is None:
+            return None
+
+        def done(outcome) -> None:
+            self._model_changed()
+            self.show_info(f"{outcome.name}: {outcome.change} ({rule}). The previous version stays in Versions.")
+
+        return self.run_job("Keeping the threshold", KeepThresholdJob(self.project, model_id, float(value), rule, detail),
+                            on_done=done)
 
     def ask_weights(self, backbone: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, f"Weights file for {backbone}",
@@ -744,6 +816,9 @@ class MainWindow(QMainWindow):
         self._sync_viewer_model()
         if self.tabs.currentWidget() is self.compare:
             self.compare.refresh()
+        self.threshold_panel.reload(keep_value=True)
+        if self.tabs.currentWidget() is self.versions:
+            self.versions.reload()
         cur = self.browser.current_id()
         if cur is not None and self.viewer.row is not None and self.viewer.row.id == cur:
             ok, row = self._try(self.project.image, cur, self.project.current_model_id)
@@ -756,6 +831,10 @@ class MainWindow(QMainWindow):
             self.review.setFocus()
         elif self.tabs.widget(index) is self.compare:
             self.compare.refresh()
+        elif self.tabs.widget(index) is self.threshold_panel:
+            self.threshold_panel.reload(keep_value=True)
+        elif self.tabs.widget(index) is self.versions:
+            self.versions.reload()
 
     def closeEvent(self, event) -> None:
         self.close_project()

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem
                                QVBoxLayout, QWidget)
 
 from ..core.errors import InspectorError
+from ..core.lineage import already_learnt
 from ..project import ImageRow, Project
 from .viewer import ImageViewer
 
@@ -44,6 +45,7 @@ class LabelCommand(QUndoCommand):
 class ReviewPanel(QWidget):
     labelsChanged = Signal()
     failed = Signal(str)            # a label could not be saved: the message for the window
+    addToModelRequested = Signal(object)    # ids of the false alarms to teach the model (a new version)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -70,10 +72,16 @@ class ReviewPanel(QWidget):
         self.undo_button.clicked.connect(self.undo_stack.undo)
         self.undo_stack.canUndoChanged.connect(self.undo_button.setEnabled)
         self.undo_button.setEnabled(False)
+        self.add_button = QPushButton("Add false alarms to model")
+        self.add_button.setToolTip("Teach the model the parts marked N (false alarm) here, without retraining: "
+                                   "the result is a new version of the model, the current one stays")
+        self.add_button.clicked.connect(self.request_add_to_model)
         for b in (self.mark_a, self.mark_n, self.undo_button):
             b.setFocusPolicy(Qt.NoFocus)
             buttons.addWidget(b)
         buttons.addStretch(1)
+        self.add_button.setFocusPolicy(Qt.NoFocus)
+        buttons.addWidget(self.add_button)
 
         left = QWidget()
         ll = QVBoxLayout(left)
@@ -193,6 +201,22 @@ class ReviewPanel(QWidget):
             self.left.setText(f"{left} of {n} flagged parts left to review")
         for b in (self.mark_a, self.mark_n):
             b.setEnabled(n > 0)
+        k = len(self.addable_ids())
+        self.add_button.setEnabled(k > 0)
+        self.add_button.setText(f"Add {k} false alarm{'s' if k != 1 else ''} to model" if k else
+                                "Add false alarms to model")
+
+    def addable_ids(self) -> List[int]:
+        """False alarms the operator marked N that the model has not learnt yet."""
+        if self.project is None or self.project.closed or self.model_id is None or not self.rows:
+            return []
+        learnt = already_learnt(self.project.model(self.model_id).meta)
+        return [r.id for r in self.rows if r.label == "good" and r.label_source == "operator" and r.path not in learnt]
+
+    def request_add_to_model(self) -> None:
+        ids = self.addable_ids()
+        if ids:
+            self.addToModelRequested.emit(ids)
 
     # -- actions ---------------------------------------------------------------------------------
     def current_id(self) -> Optional[int]:

@@ -6,7 +6,8 @@ Builds a project in a temporary folder, on ``../shared/data/mvtec_ad/bottle`` wi
 weights from ``../shared/weights`` when they are there (real content), else on generated images
 with random weights; trains through the wizard, inspects, reviews, and saves five PNGs:
 start.png, browser.png, wizard.png, viewer.png, review.png (and wizard_result.png), and the PDF
-report, report.pdf.
+report, report.pdf; then teaches the model good parts and keeps a threshold: threshold.png and
+versions.png.
 
     QT_QPA_PLATFORM=offscreen python -m inspector.gui.screenshots docs/screenshots --mask
 
@@ -130,7 +131,35 @@ def render(outdir: Path, use_shared: bool = True) -> None:
     # the PDF report, written in a worker process like training (also the packaged app's check)
     if w.export_report(outdir / "report.pdf") is not None:
         _wait(lambda: w.job is None, 120)
+    render_versions(w, outdir)
     w.close()
+
+
+def render_versions(w, outdir: Path) -> None:
+    """threshold.png and versions.png: the three highest-scoring good test parts taught to the model
+    (a new version), the threshold panel with its confusion matrix, a threshold kept (a third)."""
+    p = w.project
+    mid = p.current_model_id
+    undo = w.review.undo_stack
+    while undo.canUndo():                 # the review screenshot's marks were for show: take them back
+        undo.undo()
+    good = [r.id for r in p.images(mid, split="test", label="good", order="score")][:3]
+    if w.add_to_model(image_ids=good) is not None:
+        _wait(lambda: w.job is None, 900)
+    w.tabs.setCurrentWidget(w.threshold_panel)
+    t = w.threshold_panel
+    if t.sweep is not None:
+        t.rule_buttons["miss no confirmed defect"].click()
+        t.slider.setValue(max(0, t.slider.value() - 60))       # a little lower: a trade-off to see
+    w.message.hide()
+    _save(w, outdir / "threshold.png")
+    if t.keep.isEnabled():
+        t.keep.click()
+        _wait(lambda: w.job is None, 120)
+    w.tabs.setCurrentWidget(w.versions)
+    w.versions.table.selectRow(0)
+    w.message.hide()
+    _save(w, outdir / "versions.png")
 
 
 def render_mask(outdir: Path, use_shared: bool = True) -> Path:

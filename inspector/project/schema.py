@@ -75,8 +75,17 @@ def _v1(conn: sqlite3.Connection) -> None:
     _run(conn, V1)
 
 
+def _model_versions(conn: sqlite3.Connection) -> None:
+    """Model versions: the model a version was made from (normal images added, a threshold kept)
+    and one line saying what changed."""
+    _run(conn, """
+        ALTER TABLE models ADD COLUMN parent_id INTEGER REFERENCES models(id) ON DELETE SET NULL;
+        ALTER TABLE models ADD COLUMN change TEXT
+    """)
+
+
 # MIGRATIONS[i] upgrades version i to i + 1.
-MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [_v1, _model_versions]
 
 
 def latest() -> int:

@@ -838,6 +838,46 @@ class Project:
             c.executemany("UPDATE results SET verdict = ? WHERE model_id = ? AND image_id = ?", changed)
             return len(changed)
 
+    # -- model versions ----------------------------------------------------------------------
+    def add_version(self, parent_id: int, path, image_threshold: float, pixel_threshold: float, meta: Dict,
+                    change: str, name: Optional[str] = None) -> int:
+        """Register a model file made from model ``parent_id`` (normal images added, a threshold kept)
+        as a new version beside it; the parent stays.  Not made current (see set_current_model)."""
+        parent = self.model(parent_id)
+        model_id = self.add_model(name or Path(path).stem, path, parent.method, parent.backbone, image_threshold,
+                                  pixel_threshold, meta, make_current=False)
+        with self._tx() as c:
+            c.execute("UPDATE models SET parent_id = ?, change = ? WHERE id = ?", (parent_id, change, model_id))
+        return model_id
+
+    def model_versions(self) -> Dict[int, Tuple[Optional[int], Optional[str]]]:
+        """model id → (the id of the model it was made from or None, what changed or None)."""
+        return {r[0]: (r[1], r[2]) for r in self._query("SELECT id, parent_id, change FROM models ORDER BY id")}
+
+    def copy_results(self, from_model: int, to_model: int, threshold: float) -> int:
+        """Give ``to_model`` the results of ``from_model`` (same scores and maps, verdicts at
+        ``threshold``): a version that differs only in its threshold scores every image alike.  Map
+        files are hard-linked (copied where links are not possible).  Returns the rows copied."""
+        rows = self._query("SELECT image_id, score, map_path FROM results WHERE model_id = ?", (from_model,))
+        items = []
+        for image_id, score, map_path in rows:
+            rel = None
+            if map_path and (self.folder / map_path).is_file():
+                dst = self.map_file(to_model, image_id)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    if dst.exists():
+                        dst.unlink()
+                    os.link(self.folder / map_path, dst)
+                except OSError:
+                    shutil.copyfile(self.folder / map_path, dst)
+                rel = str(dst.relative_to(self.folder))
+            items.append((image_id, to_model, float(score), "anomalous" if score >= threshold else "normal", rel, now()))
+        with self._tx() as c:
+            c.executemany("INSERT OR REPLACE INTO results(image_id, model_id, score, verdict, map_path, created) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", items)
+        return len(items)
+
     # -- results -----------------------------------------------------------------------------
     def map_file(self, model_id: int, image_id: int) -> Path:
         return self.folder / map_rel(model_id, image_id)

@@ -124,8 +124,10 @@ def _summary_page(data: ReportData, model: ModelRow, rows: Sequence[ImageRow], c
               f"{training.get('n_images', '?')} good images"
     if training.get("n_holdout"):
         trained += f" ({training['n_holdout']} more held out to set the threshold)"
+    version = (model.meta.get("lineage") or {}).get("version", 1)
     lines = [
-        ("Model", f"{model.name}  ({model.method}, {model.backbone})"),
+        ("Model", f"{model.name}  ({model.method}, {model.backbone})"
+                  + (f", version {version}: history on page 2" if version != 1 else "")),
         ("Trained", trained),
         ("Image threshold", threshold_text(model)),
         ("Pixel threshold", f"{model.pixel_threshold:.4g} (outlines regions on the pictures)"),
@@ -168,6 +170,48 @@ def _summary_page(data: ReportData, model: ModelRow, rows: Sequence[ImageRow], c
     ax.set_title("Anomaly scores", fontsize=12, loc="left")
     ax.set_xlabel("score (higher = more anomalous)")
     ax.set_ylabel("parts")
+    return fig
+
+
+HISTORY_LINES = 40                      # lines of the model history page (the newest entries are kept)
+
+
+def history_lines(model: ModelRow) -> List[str]:
+    """The model's version history (lineage), one entry after the other: version, when, who, what,
+    the rule, and the images added."""
+    lineage = model.meta.get("lineage") or {}
+    out: List[str] = []
+    for h in lineage.get("history") or []:
+        when = str(h.get("when", ""))[:16].replace("T", " ")
+        out.append(f"v{h.get('version', '?')}  {when}  {h.get('who', '?')}:  {h.get('what', '')}")
+        if h.get("rule"):
+            out.append(f"      rule: {h['rule']}")
+        images = [str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in h.get("images") or []]
+        if images:
+            shown = ", ".join(images[:8]) + (f" and {len(images) - 8} more" if len(images) > 8 else "")
+            out.append(f"      images: {shown}")
+    return out
+
+
+def _history_page(model: ModelRow) -> Figure:
+    fig = Figure(figsize=A4)
+    lineage = model.meta.get("lineage") or {}
+    fig.text(0.08, 0.95, "Model history", fontsize=18, weight="bold", va="top")
+    parent = lineage.get("parent") or {}
+    sub = f"{model.name}, version {lineage.get('version', 1)}"
+    if parent:
+        sub += f", made from {parent.get('file', '?')} (metadata sha256 {str(parent.get('meta_sha256', ''))[:12]}…)"
+    fig.text(0.08, 0.915, sub, fontsize=10, va="top", color="#4a5568")
+    fig.text(0.08, 0.89, "Every change since training, with who made it and when: the audit trail kept in the "
+             "model file.", fontsize=9, va="top", color="#4a5568")
+    lines = history_lines(model)
+    if len(lines) > HISTORY_LINES:
+        fig.text(0.08, 0.865, f"(the latest {HISTORY_LINES} of {len(lines)} lines)", fontsize=8.5, va="top")
+        lines = lines[-HISTORY_LINES:]
+    for i, line in enumerate(lines):
+        text = line if len(line) <= 115 else line[:114] + "…"
+        fig.text(0.08, 0.84 - i * 0.02, text, fontsize=8.5, va="top",
+                 weight="normal" if line.startswith(" ") else "bold")
     return fig
 
 
@@ -230,7 +274,8 @@ def write_report(data: ReportData, path, job: Optional[Job] = None) -> int:
     per_page = GRID[0] * GRID[1]
     picture_pages = math.ceil(len(shown) / per_page)
     list_pages = math.ceil(len(flagged) / LIST_ROWS)
-    total = 1 + picture_pages + list_pages
+    history = 1 if history_lines(model) else 0
+    total = 1 + history + picture_pages + list_pages
 
     out = Path(path)
     tmp = out.with_name(out.name + ".part")
@@ -242,6 +287,9 @@ def write_report(data: ReportData, path, job: Optional[Job] = None) -> int:
                 job.step("writing the report", 0, total)
                 pdf.savefig(_summary_page(data, model, rows, counts, data.unreadable))
                 done = 1
+                if history:
+                    pdf.savefig(_history_page(model))
+                    done += 1
                 for p in range(picture_pages):
                     job.step("writing the report", done, total)
                     chunk = shown[p * per_page:(p + 1) * per_page]

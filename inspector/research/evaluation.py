@@ -94,14 +94,23 @@ def set_thresholds(model, scores: np.ndarray, maps: np.ndarray, labels: np.ndarr
     return metrics.f1_at(labels, scores, model.image_threshold.value)
 
 
-def evaluate_category(category: Category, settings: TrainSettings, job: Optional[Job] = None,
-                      labelled_anomalies: int = 0, model_dir: Optional[Path] = None) -> CategoryResult:
+@dataclass
+class TestScores:
+    """A model's results on a test split: the readable samples in order, their labels, scores and
+    maps (network frame), the time per image, and the metrics."""
+    samples: List[Sample]
+    labels: np.ndarray
+    scores: np.ndarray
+    maps: np.ndarray
+    ms_per_image: float
+    image_auroc: float
+    pixel_auroc: Optional[float]
+    pro: Optional[float]
+
+
+def score_test_split(model, test: Sequence[Sample], job: Optional[Job] = None) -> TestScores:
+    """Score ``test`` with ``model``: image AUROC, and pixel AUROC and PRO where masks exist."""
     job = as_job(job)
-    labelled, test = split_labelled(category.test, labelled_anomalies, settings.seed)
-    settings = dataclasses.replace(settings, holdout=0)
-    settings.anomalies = [(s.path, s.mask_path) for s in labelled]
-    result = train_model([s.path for s in category.train], settings, job)
-    model = result.model
     source = FrameSource([s.path for s in test], model.preprocess, batch_size=16)
     t0 = time.perf_counter()
     scores, maps = model.score_frames(source.batches(job, None), job, len(test), stage="scoring test images")
@@ -115,13 +124,25 @@ def evaluate_category(category: Category, settings: TrainSettings, job: Optional
         with_gt = np.array([(s.mask_path is not None) or not s.is_anomalous for s in kept])
         pixel_auroc = metrics.pixel_auroc(masks[with_gt], maps[with_gt])
         pro = metrics.pro_auc(masks[with_gt], maps[with_gt])
-    f1 = set_thresholds(model, scores, maps, labels)
+    return TestScores(kept, labels, scores, maps, ms, metrics.image_auroc(labels, scores), pixel_auroc, pro)
+
+
+def evaluate_category(category: Category, settings: TrainSettings, job: Optional[Job] = None,
+                      labelled_anomalies: int = 0, model_dir: Optional[Path] = None) -> CategoryResult:
+    job = as_job(job)
+    labelled, test = split_labelled(category.test, labelled_anomalies, settings.seed)
+    settings = dataclasses.replace(settings, holdout=0)
+    settings.anomalies = [(s.path, s.mask_path) for s in labelled]
+    result = train_model([s.path for s in category.train], settings, job)
+    model = result.model
+    t = score_test_split(model, test, job)
+    f1 = set_thresholds(model, t.scores, t.maps, t.labels)
     size_mb = 0.0
     if model_dir is not None:
         path = save_model(model, Path(model_dir) / f"{category.name}-{model.method}.inspector")
         size_mb = os.path.getsize(path) / 2**20
-    return CategoryResult(category.name, metrics.image_auroc(labels, scores), pixel_auroc, pro, f1,
-                          result.seconds, ms, peak_rss_mb(), result.n_train, len(kept), size_mb)
+    return CategoryResult(category.name, t.image_auroc, t.pixel_auroc, t.pro, f1,
+                          result.seconds, t.ms_per_image, peak_rss_mb(), result.n_train, len(t.samples), size_mb)
 
 
 def evaluate(dataset, settings: TrainSettings, categories: Optional[Sequence[str]] = None,

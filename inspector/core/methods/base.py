@@ -161,6 +161,27 @@ class AnomalyModel(ABC):
             job.step("inspecting", min(i + batch_size, len(images)), len(images))
         return out
 
+    # -- learning more normal images ------------------------------------------------------
+    def extend(self, source: FrameSource, job: Optional[Job] = None) -> Dict:
+        """Learn the normal images of ``source`` without retraining (in place); returns what changed
+        as a JSON-able dict.  The pipeline (:mod:`..pipeline.update`) scores them first, sets the
+        thresholds and records the new version.  A method that cannot says so."""
+        raise InspectorError(f"{self.method} models cannot learn new images without retraining: "
+                             "train a new model on all the good images")
+
+    def score_and_extend(self, source: FrameSource, job: Optional[Job] = None
+                         ) -> Tuple[np.ndarray, np.ndarray, Dict]:
+        """Score the images of ``source`` with the model as it is (scores, maps in the frame), then
+        :meth:`extend` it with them.  A method may override this to read each image once."""
+        job = as_job(job)
+        scores, maps = self.score_frames(source.batches(job, None), job, len(source),
+                                         stage="scoring the new images (before learning them)")
+        learn = FrameSource(source.used, self.preprocess)
+        change = self.extend(learn, job)
+        if learn.skipped:         # readable a moment ago: do not learn half of what was scored
+            raise DatasetError(f"{len(learn.skipped)} image(s) became unreadable while they were added")
+        return scores, maps, change
+
     # -- persistence -----------------------------------------------------------------------
     @abstractmethod
     def state(self) -> Tuple[Dict, Dict[str, np.ndarray], Dict[str, bytes]]:

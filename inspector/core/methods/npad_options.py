@@ -63,6 +63,10 @@ class NPadOptions:
                                    minimum=0)
     dense_cache_mb: int = option(1024, "at inference, keep the unpacked float32 factors in memory up to this "
                                        "size", minimum=0)
+    # float32, k(k+1)/2 per position: +284 MB at k=150, 224 px
+    keep_statistics: bool = option(True, "keep the per-position means and scatter matrices in the model "
+                                         "(statistics.py) so that it can learn more normal images without "
+                                         "retraining (update); false: smaller files, no update")
 
     ALIASES = ALIASES
 

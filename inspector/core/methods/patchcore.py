@@ -15,6 +15,7 @@ import torch
 
 from ..anomaly_map import grid_to_maps
 from ..backbones import TapExtractor
+from ..bank_update import Coverage, continue_selection, estimate_radius, last_pick_radius
 from ..coreset import greedy_coreset
 from ..errors import InspectorError
 from ..features import output_dim, patch_features, to_rows
@@ -92,6 +93,7 @@ class PatchCoreModel(AnomalyModel):
         self.bank = bank
         self.index = index
         self.device = next(extractor.parameters()).device
+        self.coverage: Optional[Coverage] = None    # the coreset's reach, for extend (bank_update.py)
 
     @torch.inference_mode()
     def features(self, x: np.ndarray) -> torch.Tensor:
@@ -100,7 +102,9 @@ class PatchCoreModel(AnomalyModel):
         return patch_features(taps, self.options.d, self.options.kernel).float().cpu()
 
     def score_batch(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        feats = self.features(x)
+        return self._score_features(self.features(x))
+
+    def _score_features(self, feats: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
         b, d, h, w = feats.shape
         rows = np.ascontiguousarray(to_rows(feats).numpy())
         dist, idx = self.index.search(rows, 1)
@@ -130,16 +134,65 @@ class PatchCoreModel(AnomalyModel):
         job.step("coreset", 0, 1)
         t0 = time.perf_counter()
         sel = greedy_coreset(rows, opts.coreset_ratio, opts.projection_dim, seed, job)
+        self.coverage = (Coverage(0.0, opts.projection_dim, seed) if len(sel) == len(rows) else
+                         last_pick_radius(rows[sel], opts.projection_dim, seed, rows))   # sel: pick order
         self.bank = np.ascontiguousarray(rows[np.sort(sel)])
         del rows
         timings["coreset_seconds"] = time.perf_counter() - t0
         job.step("building index", 0, 1)
         t0 = time.perf_counter()
+        self._build_index()
+        timings["index_seconds"] = time.perf_counter() - t0
+        job.step("building index", 1, 1)
+
+    def _build_index(self) -> None:
+        opts = self.options
         params = {"hnsw": {"ef_search": opts.ef_search}, "ivf": {"nprobe": opts.nprobe},
                   "ivf-refine": {"nprobe": opts.nprobe}}.get(opts.index, {})
         self.index = build_index(opts.index, self.bank, **params)
-        timings["index_seconds"] = time.perf_counter() - t0
-        job.step("building index", 1, 1)
+
+    def extend(self, source: FrameSource, job: Optional[Job] = None) -> Dict:
+        """Learn the normal images of ``source`` without retraining: the greedy coreset selection
+        continues from the bank's centres over their patches (:mod:`..bank_update`), so the bank keeps
+        every centre and grows by the patches farther than its coverage radius; they join the index.
+        Returns what changed (patches seen, entries added, the radius and where it came from)."""
+        job = as_job(job)
+        source.batch_size = self.options.batch_size
+        rows = [to_rows(self.features(x)).numpy() for x in source.batches(job, "extracting features")]
+        return self._learn_rows(np.concatenate(rows), job)
+
+    def score_and_extend(self, source: FrameSource, job: Optional[Job] = None):
+        """:meth:`extend`, from the features the scoring extracted (one backbone pass)."""
+        job = as_job(job)
+        source.batch_size = self.options.batch_size
+        scores, maps, rows = [], [], []
+        done = 0
+        for x in source.batches(job, None):
+            feats = self.features(x)
+            s, m = self._score_features(feats)
+            scores.append(s)
+            maps.append(m)
+            rows.append(to_rows(feats).numpy())
+            done += len(s)
+            job.step("scoring the new images (before learning them)", done, len(source))
+        return np.concatenate(scores), np.concatenate(maps), self._learn_rows(np.concatenate(rows), job)
+
+    def _learn_rows(self, rows: np.ndarray, job: Job) -> Dict:
+        if self.coverage is None:        # a file from before the radius was recorded
+            seed = int((self.meta.get("training") or {}).get("seed") or 0)
+            self.coverage = estimate_radius(self.bank, self.options.projection_dim, seed, job)
+        picked, _ = continue_selection(self.bank, rows, self.coverage, job, self.index)
+        before = len(self.bank)
+        if len(picked):
+            # the new entries go into the index as it is (its cells stay those trained on the bank
+            # before): the image scores are exact whatever the index, and a rebuilt one differs no more
+            job.step("adding to the index", 0, 1)
+            new = np.ascontiguousarray(rows[picked])
+            self.bank = np.ascontiguousarray(np.concatenate([self.bank, new]))
+            self.index.add(new)
+            job.step("adding to the index", 1, 1)
+        return {"patches": int(len(rows)), "bank_before": before, "bank_after": int(len(self.bank)),
+                "coverage_radius": float(self.coverage.radius), "radius_source": self.coverage.source}
 
     def refit_bank(self, source: FrameSource, seed: int, job: Job) -> "PatchCoreModel":
         """A copy sharing this model's extractor and options, with a bank built from ``source`` alone."""
@@ -153,6 +206,8 @@ class PatchCoreModel(AnomalyModel):
         # file stores the bank once, as the index, and loading takes it back with vectors().
         meta = {"options": self.options.to_dict(), "bank_size": int(len(self.bank)),
                 "feature_dim": int(self.bank.shape[1]), "index_params": self.index.params}
+        if self.coverage is not None:
+            meta["coverage"] = self.coverage.to_dict()
         return meta, {}, {"index": self.index.to_bytes().tobytes()}
 
     @classmethod
@@ -166,7 +221,9 @@ class PatchCoreModel(AnomalyModel):
         size, dim = int(meta.get("bank_size", len(bank))), int(meta.get("feature_dim", bank.shape[1]))
         if index.size != len(bank) or index.dim != bank.shape[1] or bank.shape != (size, dim):
             raise InspectorError("model file is inconsistent: index and memory bank differ")
-        return cls({}, preprocess, load_backbone(opts.strides), opts, bank, index)
+        model = cls({}, preprocess, load_backbone(opts.strides), opts, bank, index)
+        model.coverage = Coverage.from_dict(meta.get("coverage"))
+        return model
 
 
 @register

@@ -86,6 +86,16 @@ def set_thresholds(model: AnomalyModel, scores: np.ndarray, maps: np.ndarray, st
     model.image_threshold, model.pixel_threshold = image, pixel
 
 
+def calibration_record(strategy: str, scores: np.ndarray, maps: Optional[np.ndarray]) -> Dict:
+    """The model's kept calibration: the strategy, and the image scores and anomaly-map maxima of
+    the normal images its thresholds were set from (images it had not learnt from)."""
+    scores = np.asarray(scores, np.float64).ravel()
+    peaks = (np.zeros(0) if maps is None or not len(scores)
+             else np.asarray(maps, np.float64).reshape(len(scores), -1).max(axis=1))
+    return {"strategy": strategy, "image_scores": [float(v) for v in scores],
+            "map_peaks": [float(v) for v in peaks]}
+
+
 def cross_fit_scores(method: Method, final: AnomalyModel, paths: Sequence[Path], ctx: FitContext,
                      folds: int, job: Job) -> Tuple[np.ndarray, np.ndarray]:
     """Scores and maps of ``paths`` (in order), each from a model that learnt only from the other
@@ -132,7 +142,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
         source = FrameSource(paths, preprocess)
         model = method.fit(source, ctx, job)
         plan = CrossFit(min(plan.folds, len(source.used)))      # unreadable images leave fewer
-        scores = np.zeros(0, np.float32)
+        scores, maps = np.zeros(0, np.float32), None
         if len(source.used) >= MIN_IMAGES_FOR_THRESHOLDS:
             scores, maps = cross_fit_scores(method, model, source.used, ctx, plan.folds, job)
             set_thresholds(model, scores, maps, settings.threshold, plan.describe())
@@ -142,7 +152,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
         source = FrameSource(train_paths, preprocess)
         model = method.fit(source, ctx, job)
         holdout = FrameSource(hold_paths, preprocess)
-        scores = np.zeros(0, np.float32)
+        scores, maps = np.zeros(0, np.float32), None
         if hold_paths:
             scores, maps = model.score_frames(holdout.batches(job, None), job, len(holdout),
                                               stage="calibrating thresholds")
@@ -162,5 +172,8 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
             "skipped": [[str(p), why] for p, why in skipped],
             "seed": settings.seed,
         },
+        # the normal scores the thresholds came from, kept so that a later version (normal images
+        # added without retraining, pipeline/update.py) can set them again from these and its own
+        "calibration": calibration_record(settings.threshold, scores, maps),
     })
     return TrainResult(model, skipped, scores, len(used), time.perf_counter() - t0)

@@ -8,6 +8,9 @@
    encoder's stride-8/16 taps; score exactly as PatchCore (:class:`APCModel` is a
    :class:`PatchCoreModel` whose extractor carries the fine-tuned weights).
 
+Learning more normal images without retraining (``inspector update``) is PatchCore's
+(:meth:`PatchCoreModel.extend`): the encoder stays as tuned, the bank continues its coreset.
+
 The model file holds PatchCore's bank and index plus the fine-tuned encoder as numpy arrays
 (``encoder.<parameter or buffer name>``, every entry of the stride-8/16 extractor's state dict).
 Loading rebuilds the backbone with the original ImageNet weights (their sha256 is checked) and

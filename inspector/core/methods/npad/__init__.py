@@ -27,7 +27,10 @@ Inference:
 Storage: what Mahalanobis needs and nothing else, i.e. per position μ and the precision in factored
 form: the lower-triangular whitening factor W = L⁻¹ (Σ = L Lᵀ, Σ⁻¹ = Wᵀ W), packed (k(k+1)/2
 values) and stored as float16 by default; plus the centroid bank as its search index
-(``centroid_index``, serialised faiss; it holds the float32 centroids).  Covariances, weights and training features are never stored.
+(``centroid_index``, serialised faiss; it holds the float32 centroids).  Weights and training features
+are never stored.  With ``keep_statistics`` (the default) the per-position means and scatter matrices
+of x and y are kept too (statistics.py), so that the model can learn more normal images without
+retraining (``NPadModel.extend``, exact); they about triple the file (+284 MB at k=150, 224 px).
 """
 
 from __future__ import annotations
@@ -41,14 +44,16 @@ import torch
 import torch.nn.functional as F
 
 from . import ops
+from .statistics import PositionStats
 from ...anomaly_map import blur
+from ...bank_update import Coverage, continue_selection
 from ...backbones import TapExtractor
 from .clustering import kmeans
 from ...errors import InspectorError
 from ...features import upsample_to
 from ...jobs import Job, as_job
 from ...preprocess import Preprocess
-from ...search import NeighbourIndex, build_index, load_index
+from ...search import NeighbourIndex, build_index, exact_search, load_index
 from ..base import AnomalyModel, FitContext, FrameSource, Method, load_fit_extractor, register
 from ..npad_options import NPadOptions
 
@@ -102,6 +107,12 @@ class NPadModel(AnomalyModel):
         self.index = centroids          # the centroid bank C is its search index (it keeps the vectors)
         self._index_blob: Optional[bytes] = None
         self._t = {}   # device copies, made on first use
+        # what extend needs (keep_statistics): the moments of x and y, the channel counts behind the
+        # channel selection, and the reach of the centroid bank
+        self.stats_x: Optional[PositionStats] = None
+        self.stats_y: Optional[PositionStats] = None
+        self.positive_counts: Optional[np.ndarray] = None
+        self.centroid_coverage: Optional[Coverage] = None
 
     # -- tensors on the device -----------------------------------------------------------------
     def _dev(self, name: str) -> torch.Tensor:
@@ -219,8 +230,14 @@ class NPadModel(AnomalyModel):
             self._index_blob = self.index.to_bytes().tobytes()
         return self._index_blob
 
+    def _statistics_arrays(self) -> Dict[str, np.ndarray]:
+        if self.stats_x is None or self.stats_y is None:
+            return {}
+        return {**self.stats_x.arrays("stats_x"), **self.stats_y.arrays("stats_y"),
+                "positive_counts": self.positive_counts}
+
     def size_bytes(self) -> int:
-        arrays = (self.mu_a, self.w_a, self.mu_b, self.w_b, self.channels)
+        arrays = (self.mu_a, self.w_a, self.mu_b, self.w_b, self.channels, *self._statistics_arrays().values())
         return int(sum(a.nbytes for a in arrays) + len(self._index_bytes()))
 
     def state(self):
@@ -228,8 +245,70 @@ class NPadModel(AnomalyModel):
                 "n_centroids": int(self.index.size), "model_bytes": self.size_bytes(),
                 "centroid_index_params": self.index.params}
         arrays = {"channels": self.channels, "mu_a": self.mu_a, "w_a": self.w_a, "mu_b": self.mu_b,
-                  "w_b": self.w_b}
+                  "w_b": self.w_b, **self._statistics_arrays()}
+        if self.stats_x is not None:
+            meta["statistics"] = {"n": self.stats_x.n}
+            meta["centroid_coverage"] = self.centroid_coverage.to_dict()
         return meta, arrays, {"centroid_index": self._index_bytes()}
+
+    # -- learning more normal images -------------------------------------------------------------
+    def extend(self, source: FrameSource, job: Optional[Job] = None) -> Dict:
+        """Learn the normal images of ``source`` without retraining.
+
+        The per-position moments of x and y are merged exactly with theirs (statistics.py), and the
+        neighbour weights and distributions A and B are computed again from them: the same as a fit
+        on all the images, to float precision, for the channels selected at training (the channel
+        selection is kept; the result says how many channels a fit on all would choose differently).
+        The centroid bank grows by their aggregated features that lie farther from it than its reach
+        (bank_update.py), instead of a new k-means over all images.
+        """
+        job = as_job(job)
+        if self.stats_x is None or self.stats_y is None:
+            raise InspectorError("this N-pad model keeps no per-position statistics (it was trained before "
+                                 "Inspector kept them, or with keep_statistics=false), so it cannot learn new "
+                                 "images without retraining: train it again on all the good images")
+        opts = self.options
+        source.batch_size = opts.batch_size
+        mx, my = ops.Moments(), ops.Moments()
+        counts = None
+        ys: List[np.ndarray] = []
+        for xb in source.batches(job, "extracting features"):
+            f = extract(self.extractor, torch.from_numpy(xb).to(self.device), None, opts.batch_size)
+            c = ops.count_positive(f)
+            counts = c if counts is None else counts + c
+            f = f[:, torch.as_tensor(self.channels, device=f.device)]
+            if tuple(f.shape[-2:]) != self.grid:
+                raise InspectorError(f"the images give a {tuple(f.shape[-2:])} feature grid; the model was "
+                                     f"trained on {self.grid}")
+            b = f.shape[0]
+            fx = f.permute(0, 2, 3, 1).reshape(b, -1, self.k)
+            fy = self.aggregate(f).permute(0, 2, 3, 1).reshape(b, -1, self.k)
+            mx.add(fx)
+            my.add(fy)
+            ys.append(fy.reshape(-1, self.k).cpu().numpy())
+        self.stats_x = self.stats_x.merge(PositionStats.from_moments(mx))
+        self.stats_y = self.stats_y.merge(PositionStats.from_moments(my))
+        del mx, my
+        timings: Dict[str, float] = {}
+        self.mu_a, self.w_a, self.mu_b, self.w_b, _ = _distributions(
+            self.stats_x, self.stats_y, self.grid, self.k, opts, self.device, job, timings)
+        self.positive_counts = self.positive_counts + counts.cpu().numpy().astype(np.int64)
+        would = ops.select_channels(self.positive_counts, opts.k_channels)
+        changed = int(len(np.setdiff1d(would, self.channels)))
+        before = int(self.index.size)
+        bank = self.index.vectors()
+        picked, _ = continue_selection(bank, np.concatenate(ys), self.centroid_coverage, job, self.index)
+        if len(picked):
+            job.step("building the centroid index", 0, 1)
+            self.index = build_index(opts.centroid_index, np.concatenate([bank, np.concatenate(ys)[picked]]))
+            job.step("building the centroid index", 1, 1)
+        self._t, self._index_blob = {}, None          # device copies and the serialised index are stale
+        self.meta["n_train_features"] = self.stats_x.n
+        self.meta["n_centroids"] = int(self.index.size)
+        return {"images": int(len(source.used)), "n_train_features": self.stats_x.n,
+                "centroids_before": before, "centroids_after": int(self.index.size),
+                "centroid_radius": float(self.centroid_coverage.radius),
+                "channels_a_full_fit_would_change": changed}
 
     @classmethod
     def from_state(cls, meta, arrays, blobs, preprocess, load_backbone):
@@ -244,9 +323,16 @@ class NPadModel(AnomalyModel):
             index = build_index(opts.centroid_index, arrays["centroids"])
         if index.size != int(meta.get("n_centroids", index.size)):
             raise ValueError(f"the centroid index holds {index.size} centroids, the metadata says {meta['n_centroids']}")
-        return cls({}, preprocess, load_backbone(opts.strides), opts, arrays["channels"], tuple(meta["grid"]),
-                   np.asarray(arrays["mu_a"], np.float32), arrays["w_a"], np.asarray(arrays["mu_b"], np.float32),
-                   arrays["w_b"], index)
+        model = cls({}, preprocess, load_backbone(opts.strides), opts, arrays["channels"], tuple(meta["grid"]),
+                    np.asarray(arrays["mu_a"], np.float32), arrays["w_a"], np.asarray(arrays["mu_b"], np.float32),
+                    arrays["w_b"], index)
+        if "statistics" in meta and "stats_x_mean" in arrays:    # files written with keep_statistics
+            n = int(meta["statistics"]["n"])
+            model.stats_x = PositionStats.from_arrays(arrays, "stats_x", n, model.device)
+            model.stats_y = PositionStats.from_arrays(arrays, "stats_y", n, model.device)
+            model.positive_counts = np.asarray(arrays["positive_counts"], np.int64)
+            model.centroid_coverage = Coverage.from_dict(meta["centroid_coverage"])
+        return model
 
 
 # -- feature pipeline ---------------------------------------------------------------------------------
@@ -275,6 +361,56 @@ def aggregate(f: torch.Tensor, size: int) -> torch.Tensor:
 
 def _n_centroids(n_rows: int, opts: NPadOptions) -> int:
     return int(max(1, min(opts.max_centroids, n_rows, round(opts.centroid_ratio * n_rows))))
+
+
+def _distributions(mx, my, grid: Tuple[int, int], k: int, opts: NPadOptions, device, job: Job,
+                   timings: Dict[str, float]):
+    """Per-position moments of x and y (:class:`ops.Moments` or :class:`PositionStats`) → μA and the
+    packed whitening factors of A, μB and those of B (numpy), and the neighbour weights (torch)."""
+    h, w = grid
+    n = mx.n
+    # per-position Gaussians, Bhattacharyya weights (float32: the inputs are regularised by eps)
+    t0 = time.perf_counter()
+    eps = opts.eps
+    mean_x = mx.mean().float().reshape(h, w, k).to(device)
+    scatter_x = torch.empty(h, w, k, k, dtype=torch.float32, device=device)
+    for r0, r1 in ops.row_chunks(h, opts.chunk_rows):
+        scatter_x[r0:r1] = mx.scatter_rows(r0 * w, r1 * w).float().reshape(r1 - r0, w, k, k)
+    job.check()
+    offs = opts.train_offsets
+    weights = ops.neighbour_weights(mean_x, ops.covariance(scatter_x, n, eps), offs, opts.beta,
+                                    opts.chunk_rows, lambda d, t: job.step("neighbour weights", d, t))
+    timings["weights_seconds"] = time.perf_counter() - t0
+
+    # distribution A (weighted) and B (aggregated): whitening factors, packed
+    t0 = time.perf_counter()
+    store = DTYPES[opts.precision_dtype]
+    pdim = ops.packed_dim(k)
+    w_a = torch.empty(h * w, pdim, dtype=store)
+    w_b = torch.empty(h * w, pdim, dtype=store)
+    mu_a = torch.empty(h, w, k, dtype=torch.float32)
+    chunks = list(ops.row_chunks(h, opts.chunk_rows))
+    for i, (r0, r1) in enumerate(chunks):
+        mu, cov = ops.weighted_moments_rows(mean_x, lambda a0, a1: scatter_x[a0:a1], n, weights, offs,
+                                            eps, r0, r1)
+        mu_a[r0:r1] = mu.cpu()
+        w_a[r0 * w:r1 * w] = ops.pack_lower(ops.whitening(cov.reshape(-1, k, k))).to(store).cpu()
+        cov_b = ops.covariance(my.scatter_rows(r0 * w, r1 * w).float().to(device), n, eps)
+        w_b[r0 * w:r1 * w] = ops.pack_lower(ops.whitening(cov_b)).to(store).cpu()
+        job.step("distributions A and B", i + 1, len(chunks))
+    mu_b = my.mean().float().reshape(h, w, k).cpu()
+    timings["distributions_seconds"] = time.perf_counter() - t0
+    return mu_a.numpy(), w_a.numpy(), mu_b.numpy(), w_b.numpy(), weights
+
+
+def centroid_coverage(centroids: np.ndarray, sample: np.ndarray, seed: int, n: int = 4096) -> Coverage:
+    """How far the centroid bank reaches: the largest distance of (a seeded choice of up to ``n`` of)
+    the aggregated training features it was clustered from to their nearest centroid.  A new normal
+    image's feature farther than this joins the bank when the model learns it (``extend``)."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(sample), min(n, len(sample)), replace=False)
+    d, _ = exact_search(centroids, np.asarray(sample[np.sort(pick)], np.float32), 1)
+    return Coverage(float(d.max()), None, seed, "recorded")
 
 
 @register
@@ -346,42 +482,14 @@ class NPad(Method):
         timings["feature_seconds"] = time.perf_counter() - t0
         h, w = grid
         n = mx.n
-
-        # per-position Gaussians, Bhattacharyya weights (float32: the inputs are regularised by eps)
-        t0 = time.perf_counter()
-        eps = opts.eps
-        mean_x = mx.mean().float().reshape(h, w, k)
-        scatter_x = torch.empty(h, w, k, k, dtype=torch.float32, device=device)
-        for r0, r1 in ops.row_chunks(h, opts.chunk_rows):
-            scatter_x[r0:r1] = mx.scatter_rows(r0 * w, r1 * w).float().reshape(r1 - r0, w, k, k)
-        del mx
-        job.check()
-        offs = opts.train_offsets
-        weights = ops.neighbour_weights(mean_x, ops.covariance(scatter_x, n, eps), offs, opts.beta,
-                                        opts.chunk_rows, lambda d, t: job.step("neighbour weights", d, t))
-        timings["weights_seconds"] = time.perf_counter() - t0
-
-        # distribution A (weighted) and B (aggregated): whitening factors, packed
-        t0 = time.perf_counter()
-        store = DTYPES[opts.precision_dtype]
-        pdim = ops.packed_dim(k)
-        w_a = torch.empty(h * w, pdim, dtype=store)
-        w_b = torch.empty(h * w, pdim, dtype=store)
-        mu_a = torch.empty(h, w, k, dtype=torch.float32)
-        chunks = list(ops.row_chunks(h, opts.chunk_rows))
-        for i, (r0, r1) in enumerate(chunks):
-            mu, cov = ops.weighted_moments_rows(mean_x, lambda a0, a1: scatter_x[a0:a1], n, weights, offs,
-                                                eps, r0, r1)
-            mu_a[r0:r1] = mu.cpu()
-            w_a[r0 * w:r1 * w] = ops.pack_lower(ops.whitening(cov.reshape(-1, k, k))).to(store).cpu()
-            cov_b = ops.covariance(my.scatter_rows(r0 * w, r1 * w).float(), n, eps)
-            w_b[r0 * w:r1 * w] = ops.pack_lower(ops.whitening(cov_b)).to(store).cpu()
-            job.step("distributions A and B", i + 1, len(chunks))
-        mu_b = my.mean().float().reshape(h, w, k).cpu()
+        stats_x = stats_y = None
+        if opts.keep_statistics:          # what a later update needs (extend): kept in the model
+            stats_x, stats_y = PositionStats.from_moments(mx), PositionStats.from_moments(my)
+            mx, my = stats_x, stats_y
+        mu_a, w_a, mu_b, w_b, weights = _distributions(mx, my, grid, k, opts, device, job, timings)
+        del mx, my
         nb = weights[1:]
         wstats = nb[nb >= ops.MIN_WEIGHT]
-        del my, scatter_x
-        timings["distributions_seconds"] = time.perf_counter() - t0
 
         # centroid bank
         t0 = time.perf_counter()
@@ -394,8 +502,11 @@ class NPad(Method):
         t0 = time.perf_counter()
         bank = build_index(opts.centroid_index, centroids)
         timings["centroid_index_seconds"] = time.perf_counter() - t0
-        model = NPadModel({}, ctx.preprocess, extractor, opts, channels, (h, w), mu_a.numpy(), w_a.numpy(),
-                          mu_b.numpy(), w_b.numpy(), bank)
+        model = NPadModel({}, ctx.preprocess, extractor, opts, channels, (h, w), mu_a, w_a, mu_b, w_b, bank)
+        if opts.keep_statistics:
+            model.stats_x, model.stats_y = stats_x, stats_y
+            model.positive_counts = counts.cpu().numpy().astype(np.int64)
+            model.centroid_coverage = centroid_coverage(centroids, sample, ctx.seed)
         model.meta = {
             "backbone": ctx.backbone, "weights": wsource.to_dict(), "timings": timings,
             "feature_channels": int(sum(extractor.channels)), "k_channels": k, "n_train_features": int(n),
