@@ -17,8 +17,6 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import metrics
-
 METHODS = ("mean+3std", "percentile", "f1-optimal", "manual",
            "no-missed-defect")   # the lowest confirmed defect's score (confusion.miss_no_defect)
 ANOMALOUS, NORMAL = "anomalous", "normal"
@@ -105,6 +103,7 @@ def f1_optimal(scores: ArrayLike, labels: ArrayLike) -> Threshold:
     n_anomalous = int(np.count_nonzero(y == 1))
     if n_anomalous == 0 or n_anomalous == y.size:
         raise ValueError("an F1-optimal threshold needs both normal and anomalous labelled images")
+    from . import metrics          # metrics uses this module's verdict rule
     f1, value = metrics.f1_optimal(y, scores)
     return Threshold(value=value, method="f1-optimal", n=y.size,
                      detail=f"best F1 {f1:.3f} on {y.size} labelled images ({n_anomalous} anomalous)")
