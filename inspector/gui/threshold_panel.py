@@ -166,8 +166,9 @@ class ThresholdPanel(QWidget):
                               "threshold would catch and miss.")
             self._enable(False)
             return
-        self.info.setText(f"On {len(pairs)} labelled parts this model scored: {n_def} confirmed defect"
-                          f"{'s' if n_def != 1 else ''}, {n_good} confirmed good. Flagged means score ≥ threshold.")
+        self.info.setText(f"On {len(pairs)} labelled parts this model scored and did not learn from: {n_def} "
+                          f"confirmed defect{'s' if n_def != 1 else ''}, {n_good} confirmed good. Flagged means "
+                          "score ≥ threshold.")
         lo, hi = min(scores), max(scores)
         if math.isfinite(model.image_threshold):
             lo, hi = min(lo, model.image_threshold), max(hi, model.image_threshold)

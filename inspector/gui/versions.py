@@ -37,9 +37,9 @@ class VersionsPanel(QWidget):
         self.rows: List[VersionRow] = []
         self.heading = QLabel(objectName="heading")
         self.heading.setWordWrap(True)
-        self.note = QLabel("Metrics are on the parts labelled good or defect that each version scored (its own "
-                           "threshold). A version made by adding good images has learnt them: they no longer count "
-                           "as unseen parts.", objectName="counts")
+        self.note = QLabel("Metrics are on the parts labelled good or defect that each version scored, at its own "
+                           "threshold, leaving out the parts it learnt (good images added to it, defects APC was "
+                           "fine-tuned on).", objectName="counts")
         self.note.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)

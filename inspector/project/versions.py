@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..core.jobs import Cancelled, Job, as_job
+from ..core.lineage import already_learnt
 from .handoff import OwnedJob
 from .store import ModelRow, Project, ProjectError
 from .training_run import labelled_metrics
@@ -237,9 +238,12 @@ class VersionRow:
 
 
 def labelled_scores(project: Project, model: ModelRow) -> List[Tuple[float, Optional[str]]]:
-    """(score, label) of the model's results, leaving out images it was fine-tuned on (APC)."""
+    """(score, label) of the model's results, leaving out the images it learnt: those it was
+    fine-tuned on (APC) and the good images added to it (their scores are no longer unseen ones)."""
     excluded = {int(i) for i in (model.meta.get("trained_on_anomalies") or [])}
-    return [(r.score, r.label) for r in project.images(model.id) if r.score is not None and r.id not in excluded]
+    learnt = already_learnt(model.meta)
+    return [(r.score, r.label) for r in project.images(model.id)
+            if r.score is not None and r.id not in excluded and r.path not in learnt]
 
 
 def version_rows(project: Project) -> List[VersionRow]:

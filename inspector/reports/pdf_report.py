@@ -186,6 +186,8 @@ def history_lines(model: ModelRow) -> List[str]:
         out.append(f"v{h.get('version', '?')}  {when}  {h.get('who', '?')}:  {h.get('what', '')}")
         if h.get("rule"):
             out.append(f"      rule: {h['rule']}")
+        if h.get("detail"):
+            out.append(f"      {h['detail']}")
         images = [str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in h.get("images") or []]
         if images:
             shown = ", ".join(images[:8]) + (f" and {len(images) - 8} more" if len(images) > 8 else "")
@@ -198,19 +200,20 @@ def _history_page(model: ModelRow) -> Figure:
     lineage = model.meta.get("lineage") or {}
     fig.text(0.08, 0.95, "Model history", fontsize=18, weight="bold", va="top")
     parent = lineage.get("parent") or {}
-    sub = f"{model.name}, version {lineage.get('version', 1)}"
+    fig.text(0.08, 0.915, f"{model.name}, version {lineage.get('version', 1)}", fontsize=10, va="top",
+             color="#4a5568")
     if parent:
-        sub += f", made from {parent.get('file', '?')} (metadata sha256 {str(parent.get('meta_sha256', ''))[:12]}…)"
-    fig.text(0.08, 0.915, sub, fontsize=10, va="top", color="#4a5568")
-    fig.text(0.08, 0.89, "Every change since training, with who made it and when: the audit trail kept in the "
+        fig.text(0.08, 0.895, f"made from {parent.get('file', '?')} (metadata sha256 "
+                 f"{str(parent.get('meta_sha256', ''))[:16]}…)", fontsize=8.5, va="top", color="#4a5568")
+    fig.text(0.08, 0.873, "Every change since training, with who made it and when: the audit trail kept in the "
              "model file.", fontsize=9, va="top", color="#4a5568")
     lines = history_lines(model)
     if len(lines) > HISTORY_LINES:
-        fig.text(0.08, 0.865, f"(the latest {HISTORY_LINES} of {len(lines)} lines)", fontsize=8.5, va="top")
+        fig.text(0.08, 0.85, f"(the latest {HISTORY_LINES} of {len(lines)} lines)", fontsize=8.5, va="top")
         lines = lines[-HISTORY_LINES:]
     for i, line in enumerate(lines):
         text = line if len(line) <= 115 else line[:114] + "…"
-        fig.text(0.08, 0.84 - i * 0.02, text, fontsize=8.5, va="top",
+        fig.text(0.08, 0.83 - i * 0.02, text, fontsize=8.5, va="top",
                  weight="normal" if line.startswith(" ") else "bold")
     return fig
 
