@@ -321,6 +321,9 @@ BENCHMARK_KEYS = ("backbone", "image_size", "coreset_ratio", "n_bank_images", "b
 
 
 def cmd_benchmark(args) -> int:
+    if args.throughput:
+        from .research.throughput import run as run_throughput
+        return run_throughput(args)
     from .research.benchmark import run_benchmark
     job, bar = _job(args)
     options = {}
@@ -459,6 +462,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
+    tp = b.add_argument_group("end-to-end throughput of predict and latency of watch (research/throughput.py)")
+    tp.add_argument("--throughput", metavar="DIR", help="time 'predict' and 'watch' on the images of DIR")
+    tp.add_argument("--model", metavar="MODEL", help="the model file to time them with")
+    tp.add_argument("--against", metavar="TREE", help="also time the predict of another checkout (PYTHONPATH=TREE)")
+    tp.add_argument("--rounds", type=int, default=2, help="alternating rounds of this/--against (default 2)")
+    tp.add_argument("--repeats", type=int, default=3, help="the folder given this many times to predict (default 3)")
+    tp.add_argument("--batch-sizes", metavar="N,N,...", help="also time predict at these batch sizes")
+    tp.add_argument("--rate", type=float, default=1.0, help="images per second landing in the watched folder")
+    tp.add_argument("--latency-images", type=int, default=30, help="images to land (0: no watch latency)")
+    tp.add_argument("--settle", type=float, default=1.0, help="watch's --settle (default 1)")
     b.set_defaults(func=cmd_benchmark)
 
     r = sub.add_parser("report", help="write a PDF inspection report of a project's results")
