@@ -167,7 +167,7 @@ def cmd_predict(args) -> int:
     skipped, n_ok, n_anomalous = [], 0, 0
     try:
         for r in inspect_stream(model, inputs, job, batch_size=args.batch_size or DEFAULT_BATCH_SIZE):
-            out.add(r)
+            out.add_later(r)
             if r.ok:
                 n_ok += 1
                 n_anomalous += r.prediction.is_anomalous

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 import json
 import math
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Deque, Dict, List, Optional, Sequence, Set
 
 import cv2
 
@@ -127,6 +129,7 @@ class ResultsFolder:
         except OSError as exc:
             raise cannot_write(self.csv_path, exc) from None
         self.names = OverlayNames(r.get("overlay", "") for r in self.rows_before if r.get("overlay"))
+        self._pending: Deque[Future] = deque()
 
     # -- earlier rows (watch) --------------------------------------------------------------
     def _read_log(self) -> List[Dict[str, str]]:
@@ -181,8 +184,35 @@ class ResultsFolder:
             raise cannot_write(self.csv_path, exc) from None
         return row
 
+    def add_later(self, r: InspectResult) -> None:
+        """:meth:`add` in a writer thread, in order, so that rendering and encoding the overlay
+        overlap the scoring of the next images; a failed write is raised by a later call or by
+        :meth:`finish`.  At most ``LATER`` results wait."""
+        if self._later is None:
+            self._later = ThreadPoolExecutor(1, thread_name_prefix="results-writer")
+        self._pending.append(self._later.submit(self.add, r))
+        while self._pending and (self._pending[0].done() or len(self._pending) > self.LATER):
+            self._pending.popleft().result()
+
+    LATER = 8
+    _later: Optional[ThreadPoolExecutor] = None
+
+    def _drain(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            if self._later is not None:
+                self._later.shutdown(wait=True, cancel_futures=True)
+                self._later = None
+
     def finish(self) -> None:
         """Close the CSV; ``predict``'s takes its place now (also after a cancel: the rows done)."""
+        try:
+            self._drain()
+        except OutputError:
+            self.discard()
+            raise
         if self._file.closed:
             return
         try:
@@ -195,6 +225,10 @@ class ResultsFolder:
 
     def discard(self) -> None:
         """After a failed write: close, and remove ``predict``'s unfinished CSV (the log stays)."""
+        if self._later is not None:
+            self._pending.clear()
+            self._later.shutdown(wait=True, cancel_futures=True)
+            self._later = None
         try:
             self._file.close()
         except OSError:
