@@ -5,6 +5,7 @@
     inspector train DATA_DIR -o MODEL ...
     inspector predict MODEL PATH... -o OUT_DIR
     inspector update MODEL --add-normal PATH... -o NEW_MODEL
+    inspector watch MODEL DIR [-o OUT_DIR] [--project PROJECT]
     inspector evaluate DATASET ...
     inspector benchmark ...
     inspector methods [NAME]        the methods, and a method's options
@@ -167,63 +168,60 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _unique_name(out_dir: Path, stem: str, used: set) -> Path:
-    name, i = f"{stem}_overlay.png", 1
-    while name in used:
-        i += 1
-        name = f"{stem}_{i}_overlay.png"
-    used.add(name)
-    return out_dir / name
-
-
-def cmd_predict(args) -> int:
-    import cv2
-    from .core.datasets import expand_inputs
-    from .core.errors import ImageReadError
-    from .core.images import describe_skipped, read_image
+def _load_for_inspection(args):
+    """The model of ``predict`` / ``watch``, with ``--threshold`` applied; warns when it has none."""
     from .core.modelfile import load_model
-    from .core.overlay import render_overlay
     from .core.thresholds import manual
     model = load_model(args.model, weights=args.weights)
     if args.threshold is not None:
         model.image_threshold = manual(args.threshold)
-    unset = not math.isfinite(model.image_threshold.value)
-    if unset:
+    if not math.isfinite(model.image_threshold.value):
         print(f"warning: {args.model} has no image threshold (no normal images were held out "
               "from its training to set one): scores and maps are written, verdicts are not. "
               "Give one with --threshold VALUE.", file=sys.stderr)
-    paths = expand_inputs(args.paths)
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return model
+
+
+def _list_skipped(skipped, csv_path, limit: int = 20) -> None:
+    if not skipped:
+        return
+    print(f"skipped {len(skipped)} input(s):", file=sys.stderr)
+    for path, reason in skipped[:limit]:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    if len(skipped) > limit:
+        print(f"  ... and {len(skipped) - limit} more: every one is in {csv_path} (status column)", file=sys.stderr)
+
+
+def cmd_predict(args) -> int:
+    from .core.datasets import expand_inputs
+    from .core.pipeline.inspect import DEFAULT_BATCH_SIZE, inspect_stream
+    from .core.pipeline.outputs import OutputError, ResultsFolder
+    model = _load_for_inspection(args)
+    unset = not math.isfinite(model.image_threshold.value)
+    inputs = expand_inputs(args.paths)
+    out = ResultsFolder(args.output, Path(args.model).name, model.pixel_threshold.value)
     job, bar = _job(args)
-    skipped, used_names, n_anomalous = [], set(), 0
-    csv_path = out_dir / "results.csv"
+    skipped, n_ok, n_anomalous = [], 0, 0
     try:
-        with open(csv_path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "score", "verdict", "threshold"])
-            for i, p in enumerate(paths):
-                job.step("inspecting", i, len(paths))
-                try:
-                    image = read_image(p)
-                except ImageReadError as exc:
-                    skipped.append((p, exc.reason))
-                    continue
-                pred = model.predict([image])[0]
-                n_anomalous += pred.is_anomalous
-                w.writerow([str(p), f"{pred.score:.6g}", "" if unset else pred.verdict,
-                            "" if unset else f"{pred.image_threshold:.6g}"])
-                f.flush()
-                overlay = render_overlay(image, pred.anomaly_map, model.pixel_threshold.value)
-                cv2.imwrite(str(_unique_name(out_dir, p.stem, used_names)), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-            job.step("inspecting", len(paths), len(paths))
+        for r in inspect_stream(model, inputs, job, batch_size=args.batch_size or DEFAULT_BATCH_SIZE):
+            out.add_later(r)
+            if r.ok:
+                n_ok += 1
+                n_anomalous += r.prediction.is_anomalous
+            else:
+                skipped.append((r.path, r.reason))
+    except OutputError:
+        out.discard()
+        raise
     finally:
         bar.close()
-    if skipped:
-        print(describe_skipped(skipped), file=sys.stderr)
-    done = len(paths) - len(skipped)
-    verdicts = "no verdicts (no image threshold)" if unset else f"{n_anomalous} anomalous"
-    print(f"{done} image(s) inspected, {verdicts}; results in {csv_path}")
+        out.finish()          # after a cancel too: the rows done so far (a no-op after discard)
+    _list_skipped(skipped, out.csv_path)
+    verdicts = "no verdicts (no image threshold)" if unset else f"{n_anomalous} flagged anomalous"
+    print(f"{n_ok} image(s) inspected, {verdicts}, {len(skipped)} skipped; results in {out.csv_path}")
+    if n_ok == 0:
+        print("inspector: error: none of the inputs could be inspected", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 
@@ -260,6 +258,88 @@ def cmd_update(args) -> int:
           f"-> {written} (version {version})")
     print(f"thresholds: {result.thresholds}")
     return 0
+
+
+def cmd_watch(args) -> int:
+    import signal
+    from .core.errors import DatasetError, InspectorError
+    from .core.jobs import Job
+    from .core.pipeline.outputs import WATCH_COLUMNS, ResultsFolder, Sorter, json_line, now_text, result_row
+    from .core.pipeline.watch import FolderWatcher, watch_inspect
+    from .core.thresholds import manual
+    if not args.output and not args.project:
+        raise InspectorError("give -o OUT_DIR (results.csv and overlays) and/or --project PROJECT for the results")
+    folder = Path(args.folder).absolute()
+    if not folder.is_dir():
+        raise DatasetError(f"folder not found: {folder}")
+    project = recorder = out = watcher = None
+    model_file = Path(args.model)
+    try:
+        if args.project:                  # this process is the project's owner for the run
+            from .project.store import Project
+            from .project.watch_results import WatchRecorder, find_model
+            project = Project.open(args.project)
+            row = find_model(project, args.model)
+            recorder = WatchRecorder(project, row.id, folder)
+            model_file = recorder.model_file()
+            if args.threshold is None:    # the thresholds as the operator set them in the project
+                args.threshold = row.image_threshold
+        args.model = str(model_file)
+        model = _load_for_inspection(args)
+        if recorder is not None:
+            model.pixel_threshold = manual(recorder.model.pixel_threshold)
+        if args.output:
+            out = ResultsFolder(args.output, model_file.name, model.pixel_threshold.value, WATCH_COLUMNS, append=True)
+        done = out.done_paths() if out is not None else recorder.done_paths()
+        sorter = Sorter(args.sort_into, folder, move=args.move) if args.sort_into else None
+        exclude = [x for x in (out and out.folder, sorter and sorter.root, project and project.folder) if x]
+        watcher = FolderWatcher(folder, settle=args.settle, poll=args.poll, done=done, exclude=exclude)
+
+        def stop(signum, frame):
+            if watcher.stopped:
+                raise KeyboardInterrupt
+            print("inspector: stopping after the parts in hand (again to stop at once)", file=sys.stderr)
+            watcher.stop()
+
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            mode = watcher.start()
+            print(f"watching {folder} ({mode}); {watcher.waiting()} image(s) waiting from before; results in "
+                  + " and ".join(str(x) for x in (out and out.csv_path, project and project.folder) if x)
+                  + "; Ctrl+C stops", file=sys.stderr, flush=True)
+            n_ok = n_flagged = n_skipped = 0
+            for r in watch_inspect(model, watcher, Job(), args.batch_size):
+                overlay = out.write_overlay(r) if out is not None else ""
+                if recorder is not None:
+                    p = r.prediction
+                    recorder.store(r.path, p and p.score, p and p.verdict, p and p.anomaly_map, r.reason)
+                t = now_text()
+                row = out.add(r, overlay=overlay, time=t) if out is not None else \
+                    result_row(r, model_file.name, overlay, time=t)
+                if sorter is not None:
+                    sorter.place(r)
+                print(json_line({k: row[k] for k in ("time", "path", "status", "score", "verdict", "threshold",
+                                                      "model", "overlay")}), flush=True)
+                if r.ok:
+                    n_ok += 1
+                    n_flagged += r.prediction.is_anomalous
+                else:
+                    n_skipped += 1
+                    if not args.quiet:
+                        print(f"skipped {r.path}: {r.reason}", file=sys.stderr, flush=True)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        print(f"stopped: {n_ok} image(s) inspected, {n_flagged} flagged anomalous, {n_skipped} skipped",
+              file=sys.stderr)
+        return 0
+    finally:
+        if watcher is not None:
+            watcher.close()
+        if out is not None:
+            out.finish()
+        if project is not None:
+            project.close()
 
 
 def _fmt(v, pct=True):
@@ -313,6 +393,9 @@ BENCHMARK_KEYS = ("backbone", "image_size", "coreset_ratio", "n_bank_images", "b
 
 
 def cmd_benchmark(args) -> int:
+    if args.throughput:
+        from .research.throughput import run as run_throughput
+        return run_throughput(args)
     from .research.benchmark import run_benchmark
     options = method_options(args)
     job, bar = _job(args)
@@ -414,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--weights", metavar="FILE", help="the backbone weights file the model was trained with")
     pr.add_argument("--threshold", type=float, metavar="VALUE",
                     help="image-score threshold to use instead of the model's own")
+    pr.add_argument("--batch-size", type=int, default=None, metavar="N",
+                    help="images scored together (default 4: fastest on a 2-core CPU, README 'Throughput')")
     pr.add_argument("-q", "--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
@@ -425,6 +510,24 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--weights", metavar="FILE", help="the backbone weights file the model was trained with")
     u.add_argument("-q", "--quiet", action="store_true")
     u.set_defaults(func=cmd_update)
+    wa = sub.add_parser("watch", help="inspect every image that lands in a folder (a camera's), as it comes")
+    wa.add_argument("model", help="a model file; with --project, one of the project's models (name or file)")
+    wa.add_argument("folder", metavar="DIR", help="the folder to watch (sub-folders too)")
+    wa.add_argument("-o", "--output", metavar="OUT_DIR",
+                    help="folder for results.csv (one line per part, appended) and overlays")
+    wa.add_argument("--project", metavar="PROJECT", help="store the results in this project too")
+    wa.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
+                    help="a file unchanged this long is complete (default 1; under Linux's events a file "
+                         "is complete when its writer closes it)")
+    wa.add_argument("--poll", action="store_true",
+                    help="poll instead of file-system events (network shares; automatic where events fail)")
+    wa.add_argument("--sort-into", metavar="FOLDER", help="copy passed parts into FOLDER/pass, failed into FOLDER/fail")
+    wa.add_argument("--move", action="store_true", help="with --sort-into: move the images instead of copying")
+    wa.add_argument("--weights", metavar="FILE", help="the backbone weights file the model was trained with")
+    wa.add_argument("--threshold", type=float, metavar="VALUE", help="image-score threshold instead of the model's")
+    wa.add_argument("--batch-size", type=int, default=None, metavar="N", help="most images scored together (default 4)")
+    wa.add_argument("-q", "--quiet", action="store_true", help="no line on stderr per skipped file")
+    wa.set_defaults(func=cmd_watch)
 
     e = sub.add_parser("evaluate", help="train and test on MVTec-layout data; prints AUROC, PRO, timings")
     e.add_argument("dataset", help="an MVTec-layout root (folder of categories) or one category")
@@ -445,6 +548,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=224, help="image size (default 224)")
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
+    tp = b.add_argument_group("end-to-end throughput of predict and latency of watch (research/throughput.py)")
+    tp.add_argument("--throughput", metavar="DIR", help="time 'predict' and 'watch' on the images of DIR")
+    tp.add_argument("--model", metavar="MODEL", help="the model file to time them with")
+    tp.add_argument("--against", metavar="TREE", help="also time the predict of another checkout (PYTHONPATH=TREE)")
+    tp.add_argument("--rounds", type=int, default=2, help="alternating rounds of this/--against (default 2)")
+    tp.add_argument("--repeats", type=int, default=3, help="the folder given this many times to predict (default 3)")
+    tp.add_argument("--batch-sizes", metavar="N,N,...", help="also time predict at these batch sizes")
+    tp.add_argument("--rate", type=float, default=1.0, help="images per second landing in the watched folder")
+    tp.add_argument("--latency-images", type=int, default=30, help="images to land (0: no watch latency)")
+    tp.add_argument("--settle", type=float, default=1.0, help="watch's --settle (default 1)")
     b.set_defaults(func=cmd_benchmark)
 
     m = sub.add_parser("methods", help="list the methods; with a name, its options, defaults and ranges")

@@ -12,6 +12,7 @@ A *root* is a folder of such categories.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -135,22 +136,45 @@ def folder_samples(folder, split: str = "test", label: Optional[str] = None,
     return [Sample(p, split, label, label) for p in list_images(folder, recursive=recursive)]
 
 
-def expand_inputs(paths: Sequence) -> List[Path]:
-    """Files and folders given on a command line → image files (folders are searched recursively)."""
-    out: List[Path] = []
-    for item in paths:
-        p = Path(item)
+@dataclass(frozen=True)
+class Input:
+    """One image to inspect, found from a command-line argument; ``error`` says why an argument
+    gave no image (missing, an empty folder, a link loop...), so that a batch goes on past it."""
+    path: Path
+    error: Optional[str] = None
+
+
+def _expand_one(p: Path) -> List[Input]:
+    if p.is_symlink() and not p.exists():
+        try:
+            p.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return [Input(p, "symbolic link loop")]
+        return [Input(p, "broken symbolic link (its target is missing)")]
+    try:
         if p.is_dir():
             found = list_images(p, recursive=True)
             if not found:
-                raise DatasetError(f"no images found in {p}")
-            out.extend(found)
-        elif p.exists():
-            out.append(p)
-        else:
-            raise DatasetError(f"not found: {p}")
+                return [Input(p, f"folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")]
+            return [Input(f) for f in found]
+        if p.exists():
+            return [Input(p)]
+    except OSError as exc:          # permission denied, a loop while searching, a vanished mount...
+        return [Input(p, f"cannot be read ({exc.strerror or exc})")]
+    return [Input(p, "not found")]
+
+
+def expand_inputs(paths: Sequence) -> List[Input]:
+    """Files and folders given on a command line → one :class:`Input` per image file (folders are
+    searched recursively), in the order given; an argument that gives no image becomes one
+    ``Input`` with its ``error`` instead of stopping the others."""
+    out: List[Input] = []
+    for item in paths:
+        out.extend(_expand_one(Path(item)))
     return out
 
 
 __all__ = ["Sample", "Category", "GOOD", "ANOMALOUS", "is_mvtec_category", "load_mvtec_category",
-           "find_categories", "training_images", "folder_samples", "expand_inputs", "is_image_file"]
+           "find_categories", "training_images", "folder_samples", "expand_inputs", "Input",
+           "is_image_file"]

@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self.job: Optional[JobWorker] = None
         self._job_done: Optional[Callable] = None     # run_job's on_done, called on this thread
         self.wizard: Optional[TrainWizard] = None
+        self.station = None                           # the station view (Watch folder…), when open
         self.setWindowTitle("Inspector")
         self.resize(1280, 820)
         self.setAcceptDrops(True)
@@ -207,6 +208,8 @@ class MainWindow(QMainWindow):
                                         tip="Run the current model on the test images it has not seen yet")
         self.act_inspect_folder = self._action("Inspect folder…", self.ask_inspect_folder,
                                                tip="Add a folder of parts and run the current model on it")
+        self.act_watch = self._action("Watch folder…", self.ask_watch_folder,
+                                      tip="Inspect every image a camera writes into a folder, as it comes")
         self.act_export = self._action("Export CSV…", self.ask_export, "Ctrl+E",
                                        tip="Save the results as a CSV file")
         self.act_report = self._action("Export PDF report…", self.ask_report, "Ctrl+Shift+E",
@@ -239,7 +242,7 @@ class MainWindow(QMainWindow):
         for a in (self.act_add_dataset, self.act_add_good, self.act_add_test):
             m.addAction(a)
         m = self.menuBar().addMenu("&Model")
-        for a in (self.act_train, self.act_inspect, self.act_inspect_folder):
+        for a in (self.act_train, self.act_inspect, self.act_inspect_folder, self.act_watch):
             m.addAction(a)
         m.addSeparator()
         for a in (self.act_add_to_model, self.act_threshold, self.act_versions):
@@ -260,6 +263,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self.act_train)
         tb.addAction(self.act_inspect)
         tb.addAction(self.act_inspect_folder)
+        tb.addAction(self.act_watch)
         tb.addSeparator()
         tb.addAction(self.act_export)
         tb.addAction(self.act_report)
@@ -293,6 +297,7 @@ class MainWindow(QMainWindow):
             a.setEnabled(has)
         self.act_export.setEnabled(has_model)
         self.act_report.setEnabled(has_model and not busy)
+        self.act_watch.setEnabled(writable and has_model and (self.station is None or not self.station.running))
         self.setWindowTitle(f"{self.project.name} — Inspector" + (" (read-only)" if has and not writable else "")
                             if has else "Inspector")
         self.read_only_banner.show_reason(self.project.read_only_reason if has else None)
@@ -404,6 +409,10 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         self._next_jobs = None
+        if self.station is not None:              # its results are written by this window: stop it first
+            self.station.shutdown()
+            self.station.close()
+            self.station = None
         if self.job is not None:
             self.job.cancel()
             self.job.wait(10000)
@@ -766,6 +775,37 @@ class MainWindow(QMainWindow):
         ids = [r.id for r in self.project.images(split="test")
                if (r.path.startswith(root.rstrip("/\\") + "/") or r.path.startswith(root.rstrip("/\\") + "\\"))]
         return self.inspect_images(ids)
+
+    def ask_watch_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Watch a folder (where the camera writes)", self.settings.last_dir())
+        if path:
+            self.settings.set_last_dir(path)
+            self.open_station(path)
+
+    def open_station(self, folder, settle: float = 1.0, poll: bool = False):
+        """The station view on ``folder`` with the current model; results go to this project."""
+        from .station import StationView                # only when asked
+
+        mid = self.project.current_model_id if self.project else None
+        if mid is None:
+            self.show_error("train a model first (Model > Train model…)")
+            return None
+        if not Path(folder).is_dir():
+            self.show_error(f"folder not found: {folder}")
+            return None
+        if self.station is not None:
+            if self.station.running:
+                self.station.raise_()
+                return self.station
+            self.station.shutdown()                     # its thread is over: nothing to wait for
+            self.station.deleteLater()
+        self.station = StationView(self.project, mid, folder, self._weights_for(mid), settle, poll, parent=self)
+        self.station.stored.connect(self._labels_changed)      # the browser shows new parts soon after
+        self.station.finished.connect(self._update_state)
+        self.station.show()
+        self.station.start()
+        self._update_state()
+        return self.station
 
     # -- export, refresh, close ----------------------------------------------------------------
     def _ask_save_path(self, title: str, suffix: str, file_filter: str) -> Optional[str]:

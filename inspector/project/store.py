@@ -527,6 +527,22 @@ class Project:
             sid = self._add_source(c, folder, "folder", split)
             return self._add_samples(c, sid, samples)
 
+    def add_files(self, paths: Sequence, source, split: str = "test") -> List[int]:
+        """Add single image files of the folder ``source`` (e.g. as they land in a watched folder)
+        without rescanning it; returns their ids (an image already in the project keeps its own)."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        stamp = now()
+        with self._tx() as c:
+            sid = self._add_source(c, Path(source).absolute(), "folder", split)
+            ids = []
+            for p in paths:
+                path = str(Path(p).absolute())
+                c.execute("INSERT OR IGNORE INTO images(path, split, source_id, added) VALUES (?, ?, ?, ?)",
+                          (path, split, sid, stamp))
+                ids.append(c.execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone()[0])
+            return ids
+
     def add_path(self, folder, split: str = "test") -> int:
         """An MVTec category, or a plain folder with the given split."""
         return self.add_mvtec(folder) if is_mvtec_category(folder) else self.add_folder(folder, split)

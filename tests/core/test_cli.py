@@ -25,7 +25,11 @@ def test_train_then_predict(good_dir, mvtec_category, tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "odd" / "fine.png"), cv2.imread(str(next(good_dir.iterdir()))))
     rc = main(["predict", str(model), str(mvtec_category / "test"), str(tmp_path / "odd"), "-o", str(out), "-q"])
     assert rc == 0
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    all_rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(all_rows) == 10                                 # a row for every input, the broken one too
+    (bad,) = [r for r in all_rows if r["status"] != "ok"]
+    assert bad["path"].endswith("broken.png") and bad["status"].startswith("skipped: ") and bad["score"] == ""
+    rows = [r for r in all_rows if r["status"] == "ok"]
     assert len(rows) == 9
     assert {r["verdict"] for r in rows} <= {"normal", "anomalous"}
     assert all(float(r["threshold"]) > 0 for r in rows)
