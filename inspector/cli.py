@@ -140,6 +140,9 @@ def _unique_name(out_dir: Path, stem: str, used: set) -> Path:
 
 
 def cmd_predict(args) -> int:
+    if getattr(args, "ray", None) is not None or getattr(args, "ray_actors", None) is not None:
+        from .cluster.command import predict_on_ray_command
+        return predict_on_ray_command(args)
     import cv2
     from .core.datasets import expand_inputs
     from .core.errors import ImageReadError
@@ -334,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threshold", type=float, metavar="VALUE",
                     help="image-score threshold to use instead of the model's own")
     pr.add_argument("-q", "--quiet", action="store_true")
+    pr.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                    help="score on Ray (needs the 'cluster' extra): a local Ray instance, or with ADDRESS "
+                         "('auto' or HOST:PORT) a running cluster; also writes results.parquet")
+    pr.add_argument("--ray-actors", type=int, metavar="N",
+                    help="model copies scoring in parallel on Ray, one CPU (or GPU) each "
+                         "(default 1 locally, one per machine on a cluster)")
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="train and test on MVTec-layout data; prints AUROC, PRO, timings")
