@@ -180,7 +180,7 @@ def list_inputs(items: Sequence) -> List[Tuple[Path, str]]:
         p = Path(item)
         if p.is_dir():
             found = list_images(p, recursive=True)
-            out.extend((f, "") for f in found) if found else out.append((p, "no images found in this folder"))
+            out.extend([(f, "") for f in found] or [(p, "no images found in this folder")])
         elif p.exists():
             out.append((p, ""))
         else:
@@ -213,14 +213,29 @@ def _connect(ray, address: Optional[str], actors: int) -> bool:
         return False
     common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address is None:
-        ray.init(num_cpus=max(1, actors), object_store_memory=1 << 30, **common)
+        # "local": a private instance, even where RAY_ADDRESS or a running cluster would be picked up
+        ray.init(address="local", num_cpus=max(1, actors), object_store_memory=1 << 30, **common)
         return True
+    _probe(address)
     try:
         ray.init(address=address, **common)
     except Exception as exc:   # ConnectionError, or RuntimeError for a bad address string
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InspectorError(f"cannot join the Ray cluster at '{address}': {first}") from None
     return True
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when HOST:PORT does not answer (Ray itself retries for long)."""
+    import socket
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return                                  # 'auto', or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InspectorError(f"cannot reach the Ray cluster at '{address}': "
+                             f"{exc.strerror or exc or 'no answer'}") from None
 
 
 def _write_table(rows: List[Dict], out_dir: Path) -> Tuple[Path, Path]:
@@ -352,7 +367,7 @@ def _dataset(ray, items, model_path: Path, weights_path: Optional[Path], thresho
     per_actor = {"num_gpus": 1} if ray.cluster_resources().get("GPU", 0) >= actors else {"num_cpus": 1}
     here = ray.get_runtime_context().get_node_id()
     if "label_selector" in inspect.signature(ray.data.Dataset.map_batches).parameters:
-        on_this_machine = {"label_selector": {"ray.io/node-id": here}}          # Ray >= 2.50
+        on_this_machine = {"label_selector": {"ray.io/node-id": here}}          # as Ray pins local:// writes
     else:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         on_this_machine = {"scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)}
@@ -360,7 +375,9 @@ def _dataset(ray, items, model_path: Path, weights_path: Optional[Path], thresho
     with warnings.catch_warnings():
         # Ray 2.60 deprecates the remote args (max_restarts...) for a successor it does not name yet
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
-        ds = ds.map_batches(read_files, batch_size=batch_size, batch_format="numpy", num_cpus=0, **on_this_machine)
+        # no CPU of their own (the head may have none to give), so at most two at a time: each is a process
+        ds = ds.map_batches(read_files, batch_size=batch_size, batch_format="numpy", num_cpus=0,
+                            compute=ray.data.TaskPoolStrategy(size=2), **on_this_machine)
         return ds.map_batches(
             scorer, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),

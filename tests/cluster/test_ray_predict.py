@@ -2,6 +2,7 @@
 local cluster of two worker nodes, and after a worker died; without Ray, one line saying how to
 install it. Ray's tests skip with a reason when Ray is not installed."""
 
+import csv
 import faulthandler
 import os
 import subprocess
@@ -9,7 +10,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from conftest import texture, with_defect, write_rgb
@@ -67,9 +67,11 @@ def reference(model_path, folder):
 
 
 def read_table(out_dir):
+    """results.parquet as rows, after checking that it and results.csv have the columns and rows of predict."""
     import pyarrow.parquet as pq
-    table = pq.read_table(out_dir / "results.parquet").to_pylist()
-    import csv
+    parquet = pq.read_table(out_dir / "results.parquet")
+    assert parquet.column_names == COLUMNS
+    table = parquet.to_pylist()
     with open(out_dir / "results.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
@@ -127,6 +129,9 @@ def test_a_cluster_of_two_worker_nodes(model_and_images, tmp_path, bounded):
     from inspector.cluster.ray_predict import predict_on_ray
     model, folder = model_and_images
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    context = ray.data.DataContext.get_current()
+    # both actors up before the first batch, whatever the machine's load
+    was, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 120
     try:
         workers = {cluster.add_node(num_cpus=1).node_id for _ in range(2)}
         cluster.wait_for_nodes(timeout=60)
@@ -135,6 +140,7 @@ def test_a_cluster_of_two_worker_nodes(model_and_images, tmp_path, bounded):
         run = predict_on_ray(model, [folder], tmp_path / "out", address=cluster.address, actors=2,
                              batch_size=1, scorer=_node_recording_scorer(seen))
     finally:
+        context.wait_for_min_actors_s = was
         ray.shutdown()
         cluster.shutdown()
     assert run.actors == 2 and len(run.rows) == 7
@@ -186,10 +192,24 @@ def test_a_bad_model_file_is_one_line_before_ray_starts(tmp_path, capsys):
     assert not ray.is_initialized()
 
 
+@needs_ray
+def test_an_address_that_does_not_answer_is_one_line(model_and_images, tmp_path, capsys):
+    import socket
+    with socket.socket() as s:                  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    model, folder = model_and_images
+    assert main(["predict", str(model), str(folder), "-o", str(tmp_path / "o"), f"--ray=127.0.0.1:{port}", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"inspector: error: cannot reach the Ray cluster at '127.0.0.1:{port}': Connection refused"
+    assert not ray.is_initialized()
+
+
 def test_ray_actors_without_ray_is_one_line(tmp_path, capsys):
     assert main(["predict", "m.inspector", "x.png", "-o", str(tmp_path), "--ray-actors", "2"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.strip() == "inspector: error: --ray-actors needs --ray (a local Ray instance, 'auto' or HOST:PORT)"
+    assert out == ""
+    assert err.strip() == "inspector: error: --ray-actors needs --ray (a local Ray instance, 'auto' or HOST:PORT)"
 
 
 def _run_python(code: str, tmp_path) -> subprocess.CompletedProcess:
