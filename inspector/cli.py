@@ -193,6 +193,9 @@ def _list_skipped(skipped, csv_path, limit: int = 20) -> None:
 
 
 def cmd_predict(args) -> int:
+    if getattr(args, "ray", None) is not None or getattr(args, "ray_actors", None) is not None:
+        from .cluster.command import predict_on_ray_command
+        return predict_on_ray_command(args)
     from .core.datasets import expand_inputs
     from .core.pipeline.inspect import DEFAULT_BATCH_SIZE, inspect_stream
     from .core.pipeline.outputs import OutputError, ResultsFolder
@@ -500,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=None, metavar="N",
                     help="images scored together (default 4: fastest on a 2-core CPU, README 'Throughput')")
     pr.add_argument("-q", "--quiet", action="store_true")
+    pr.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                    help="score on Ray (needs the 'cluster' extra): a local Ray instance, or with ADDRESS "
+                         "('auto' or HOST:PORT) a running cluster; also writes results.parquet")
+    pr.add_argument("--ray-actors", type=int, metavar="N",
+                    help="model copies scoring in parallel on Ray, one CPU (or GPU) each "
+                         "(default 1 locally, one per machine on a cluster)")
     pr.set_defaults(func=cmd_predict)
 
     u = sub.add_parser("update", help="teach a model more normal images without retraining (a new version)")

@@ -298,6 +298,25 @@ def resize_longest(rgb: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def decode_image(data: bytes, name) -> np.ndarray:
+    """:func:`read_image` for a file's bytes that came from elsewhere (another machine, over Ray).
+
+    The same checks and reasons, with ``name`` in the error. The bytes go through a private
+    temporary file so that every check ``read_image`` makes applies unchanged.
+    """
+    import os
+    import tempfile
+    fd, tmp = tempfile.mkstemp(prefix=".inspector-", suffix=Path(str(name)).suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return read_image(tmp)
+    except ImageReadError as exc:
+        raise ImageReadError(Path(str(name)), exc.reason) from None
+    finally:
+        os.unlink(tmp)
+
+
 def describe_skipped(skipped: Sequence[Tuple[Path, str]], limit: int = 5) -> str:
     """A short human summary of skipped files."""
     if not skipped:

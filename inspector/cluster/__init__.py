@@ -1,0 +1,1 @@
+"""Inspection spread over many machines (Ray). Optional: needs the ``cluster`` extra."""
