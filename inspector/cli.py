@@ -5,6 +5,7 @@
     inspector train DATA_DIR -o MODEL ...
     inspector predict MODEL PATH... -o OUT_DIR
     inspector evaluate DATASET ...
+    inspector advise DATA_DIR       which method and alignment fit these good images
     inspector benchmark ...
 
 A user's mistake (missing folder, no images, bad weights or model file) prints one line and
@@ -35,6 +36,7 @@ def _job(args):
 
 
 def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> None:
+    from .core.align import ALIGNMENTS
     from .core.backbones import DEFAULT_BACKBONE, REGISTRY, WEIGHTS_ENV
     from .core.preprocess import INTERPOLATIONS
     from .core.search import INDEXES
@@ -59,6 +61,9 @@ def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> 
                         "or plain bilinear (see RESULTS.md, 'Preprocessing')")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. --option k_channels=100 (repeatable)")
+    p.add_argument("--align", choices=list(ALIGNMENTS), default="none",
+                   help="align each image to a reference built from the training images before scoring "
+                        "(default none; 'inspector advise DATA' measures whether it helps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -86,7 +91,7 @@ def _settings(args, **extra):
         options[k.strip()] = _parse_value(v.strip())
     return TrainSettings(method=args.method, backbone=args.backbone, weights=args.weights,
                          random_weights=args.random_weights, resize=args.resize, crop=args.crop,
-                         interpolation=args.resize_filter,
+                         interpolation=args.resize_filter, align=args.align,
                          seed=args.seed, device=args.device, options=options, **extra)
 
 
@@ -159,12 +164,12 @@ def cmd_predict(args) -> int:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     job, bar = _job(args)
-    skipped, used_names, n_anomalous = [], set(), 0
+    skipped, used_names, n_anomalous, not_aligned = [], set(), 0, []
     csv_path = out_dir / "results.csv"
     try:
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["path", "score", "verdict", "threshold"])
+            w.writerow(["path", "score", "verdict", "threshold", "note"])
             for i, p in enumerate(paths):
                 job.step("inspecting", i, len(paths))
                 try:
@@ -175,7 +180,9 @@ def cmd_predict(args) -> int:
                 pred = model.predict([image])[0]
                 n_anomalous += pred.is_anomalous
                 w.writerow([str(p), f"{pred.score:.6g}", "" if unset else pred.verdict,
-                            "" if unset else f"{pred.image_threshold:.6g}"])
+                            "" if unset else f"{pred.image_threshold:.6g}", pred.note])
+                if pred.aligned is False:
+                    not_aligned.append(p)
                 f.flush()
                 overlay = render_overlay(image, pred.anomaly_map, model.pixel_threshold.value)
                 cv2.imwrite(str(_unique_name(out_dir, p.stem, used_names)), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
@@ -184,6 +191,9 @@ def cmd_predict(args) -> int:
         bar.close()
     if skipped:
         print(describe_skipped(skipped), file=sys.stderr)
+    if not_aligned:
+        print(f"note: {len(not_aligned)} image(s) could not be aligned to the model's reference and were scored "
+              f"as taken (see the 'note' column), e.g. {not_aligned[0]}", file=sys.stderr)
     done = len(paths) - len(skipped)
     verdicts = "no verdicts (no image threshold)" if unset else f"{n_anomalous} anomalous"
     print(f"{done} image(s) inspected, {verdicts}; results in {csv_path}")
@@ -209,12 +219,15 @@ def cmd_evaluate(args) -> int:
         bar.close()
         if not shown:           # printed with the first result, so that a mistake comes alone
             print(f"{settings.method} / {settings.backbone}, resize {settings.resize}, crop {settings.crop or 'none'}"
+                  + (f", {settings.align} alignment" if settings.align != "none" else "")
                   + (f", {args.labelled_anomalies} labelled anomalies left out" if args.labelled_anomalies else ""))
             print(header)
             shown.append(True)
         print(f"{row.name:<16}{_fmt(row.image_auroc):>10}{_fmt(row.pixel_auroc):>10}{_fmt(row.pro):>7}"
               f"{_fmt(row.f1):>7}{row.train_seconds:>9.1f}{row.ms_per_image:>8.1f}{row.peak_rss_mb:>8.0f}"
               f"{row.model_size_mb:>9.1f}{row.n_train:>7}{row.n_test:>6}", flush=True)
+        if row.n_not_aligned:
+            print(f"  ({row.n_not_aligned} test image(s) could not be aligned and were scored as taken)", flush=True)
 
     import tempfile
     with tempfile.TemporaryDirectory(prefix="inspector-eval-") as tmp:
@@ -267,6 +280,27 @@ def cmd_benchmark(args) -> int:
     print(f"  peak RSS             {r['peak_rss_mb']:8.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps({k: r[k] for k in BENCHMARK_KEYS}, indent=2))
+    return 0
+
+
+def cmd_advise(args) -> int:
+    from .core.advisor import advise
+    from .core.datasets import is_mvtec_category, load_mvtec_category, training_images
+    paths = training_images(args.data_dir)
+    n_anomalies = 0
+    if is_mvtec_category(args.data_dir):
+        n_anomalies = sum(1 for s in load_mvtec_category(args.data_dir).test if s.is_anomalous)
+    job, bar = _job(args)
+    try:
+        advice = advise(paths, n_anomalies, resize=args.resize, max_images=args.max_images, job=job)
+    finally:
+        bar.close()
+    print(advice.sentence)
+    print(f"measured on {advice.n_images} good images:")
+    print(advice.table())
+    print(f"train with: --method {advice.method} --align {advice.align}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(advice.to_json(), indent=2))
     return 0
 
 
@@ -359,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
+
+    ad = sub.add_parser("advise", help="measure how much the good images move; recommend a method and alignment")
+    ad.add_argument("data_dir", help="a folder of good images, or an MVTec-layout category (uses train/good)")
+    ad.add_argument("--resize", type=int, default=256, help="images are resized to this square (default 256)")
+    ad.add_argument("--max-images", type=int, default=60, help="good images measured, evenly spaced (default 60)")
+    ad.add_argument("--json", metavar="OUT.json", help="write the measurements as JSON")
+    ad.add_argument("-q", "--quiet", action="store_true")
+    ad.set_defaults(func=cmd_advise)
 
     r = sub.add_parser("report", help="write a PDF inspection report of a project's results")
     r.add_argument("project", help="a project folder (made by the desktop application)")

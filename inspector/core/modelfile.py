@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .align import alignment_from_state
 from .backbones import load_extractor
 from .errors import InspectorError, ModelFileError, WeightsError
 from .methods.base import AnomalyModel, get_method
@@ -39,6 +40,7 @@ FORMAT = "inspector-model"
 FORMAT_VERSION = 1
 META_NAME = "inspector.json"
 SUFFIX = ".inspector"
+ALIGNMENT_REFERENCE = "alignment_reference"   # the alignment's reference image (arrays/), beside the method's
 
 
 def _sha(data: bytes) -> str:
@@ -60,6 +62,7 @@ def model_metadata(model: AnomalyModel) -> Dict:
         "method": model.method,
         "preprocess": model.preprocess.to_dict(),
         "thresholds": {"image": model.image_threshold.to_dict(), "pixel": model.pixel_threshold.to_dict()},
+        "alignment": model.preprocess.alignment.state()[0],     # its reference: arrays/ALIGNMENT_REFERENCE
     })
     meta.setdefault("inspector_version", __version__)
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -72,6 +75,9 @@ def save_model(model: AnomalyModel, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state_meta, arrays, blobs = model.state()
     entries = {f"arrays/{k}.npy": _npy_bytes(v) for k, v in arrays.items()}
+    reference = model.preprocess.alignment.state()[1]
+    if reference is not None:
+        entries[f"arrays/{ALIGNMENT_REFERENCE}.npy"] = _npy_bytes(reference)
     entries.update({f"blobs/{k}.bin": bytes(v) for k, v in blobs.items()})
     meta = model_metadata(model)
     meta["state"] = state_meta
@@ -164,7 +170,8 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
                 blobs[key] = data
     try:
         method = get_method(meta["method"])
-        preprocess = Preprocess.from_dict(meta["preprocess"])
+        preprocess = Preprocess.from_dict(meta["preprocess"]).with_alignment(    # files without it: none
+            alignment_from_state(meta.get("alignment"), arrays.pop(ALIGNMENT_REFERENCE, None)))
     except (InspectorError, KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: unsupported model ({exc})") from None
     request = _weights_request(meta, weights)
