@@ -122,6 +122,10 @@ def cmd_train(args) -> int:
         print(describe_skipped(result.skipped), file=sys.stderr)
     m = result.model
     print(f"trained {m.method} on {result.n_train} images in {result.seconds:.1f} s -> {out}")
+    not_aligned = m.meta["training"].get("not_aligned") or []
+    if not_aligned:
+        print(f"note: {len(not_aligned)} training image(s) could not be aligned to the reference and were used "
+              f"as taken, e.g. {not_aligned[0][0]} ({not_aligned[0][1]})", file=sys.stderr)
     if math.isfinite(m.image_threshold.value):
         print(f"image threshold {m.image_threshold.value:.4g} ({m.image_threshold.detail})")
         print(f"pixel threshold {m.pixel_threshold.value:.4g} ({m.pixel_threshold.detail})")
@@ -298,7 +302,8 @@ def cmd_advise(args) -> int:
     print(advice.sentence)
     print(f"measured on {advice.n_images} good images:")
     print(advice.table())
-    print(f"train with: --method {advice.method} --align {advice.align}")
+    print(f"train with: --method {advice.method} --align {advice.align}"
+          + (f" (N-pad: --align {advice.npad_align})" if advice.method != "npad" else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(advice.to_json(), indent=2))
     return 0

@@ -43,7 +43,7 @@ ALIGNMENTS = ("none", "translation", "rigid")
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)      # compared by what they mean (matrix, ok), never as a whole
 class Registration:
     """Where an image lies relative to the reference.
 

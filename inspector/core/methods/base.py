@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Iterator, List, Opti
 import numpy as np
 import torch
 
+from ..align import Registration
 from ..errors import DatasetError, ImageReadError, InspectorError
 from ..images import read_image
 from ..jobs import Job, as_job
-from ..align import Registration
 from ..preprocess import Preprocess
 from ..thresholds import Threshold
 
@@ -73,9 +73,9 @@ class FrameSource:
     def maps_as_taken(self, maps: np.ndarray) -> np.ndarray:
         """(N, S, S) maps of the frames yielded, in order → the same maps in each image's own frame
         (unchanged without alignment)."""
-        if not self.preprocess.alignment.active:
+        if not self.preprocess.alignment.active or not len(maps):
             return maps
-        return np.stack([self.preprocess.unalign(m, r) for m, r in zip(maps, self.registrations)]) if len(maps) else maps
+        return np.stack([self.preprocess.unalign(m, r) for m, r in zip(maps, self.registrations)])
 
     def __len__(self) -> int:
         return len(self.paths)
