@@ -7,6 +7,7 @@
     inspector update MODEL --add-normal PATH... -o NEW_MODEL
     inspector watch MODEL DIR [-o OUT_DIR] [--project PROJECT]
     inspector evaluate DATASET ...
+    inspector advise DATA_DIR       which method and alignment fit these good images
     inspector benchmark ...
     inspector methods [NAME]        the methods, and a method's options
 
@@ -92,6 +93,9 @@ def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> 
     p.add_argument("--resize-filter", choices=list(INTERPOLATIONS), default="antialias",
                    help="resizing: antialiased when shrinking, as torchvision and anomalib (default), "
                         "or plain bilinear (see RESULTS.md, 'Preprocessing')")
+    p.add_argument("--align", choices=["none", "translation", "rigid"], default="none",
+                   help="align each image to a reference built from the training images before scoring "
+                        "(default none; 'inspector advise DATA' measures whether it helps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -119,7 +123,7 @@ def _settings(args, options: Optional[dict] = None, **extra):
     options = method_options(args) if options is None else options
     return TrainSettings(method=args.method, backbone=args.backbone, weights=args.weights,
                          random_weights=args.random_weights, resize=args.resize, crop=args.crop,
-                         interpolation=args.resize_filter,
+                         interpolation=args.resize_filter, align=args.align,
                          seed=args.seed, device=args.device, options=options, **extra)
 
 
@@ -155,6 +159,10 @@ def cmd_train(args) -> int:
         print(describe_skipped(result.skipped), file=sys.stderr)
     m = result.model
     print(f"trained {m.method} on {result.n_train} images in {result.seconds:.1f} s -> {out}")
+    not_aligned = m.meta["training"].get("not_aligned") or []
+    if not_aligned:
+        print(f"note: {len(not_aligned)} training image(s) could not be aligned to the reference and were used "
+              f"as taken, e.g. {not_aligned[0][0]} ({not_aligned[0][1]})", file=sys.stderr)
     if math.isfinite(m.image_threshold.value):
         print(f"image threshold {m.image_threshold.value:.4g} ({m.image_threshold.detail})")
         print(f"pixel threshold {m.pixel_threshold.value:.4g} ({m.pixel_threshold.detail})")
@@ -204,13 +212,15 @@ def cmd_predict(args) -> int:
     inputs = expand_inputs(args.paths)
     out = ResultsFolder(args.output, Path(args.model).name, model.pixel_threshold.value)
     job, bar = _job(args)
-    skipped, n_ok, n_anomalous = [], 0, 0
+    skipped, n_ok, n_anomalous, not_aligned = [], 0, 0, []
     try:
         for r in inspect_stream(model, inputs, job, batch_size=args.batch_size or DEFAULT_BATCH_SIZE):
             out.add_later(r)
             if r.ok:
                 n_ok += 1
                 n_anomalous += r.prediction.is_anomalous
+                if r.prediction.aligned is False:
+                    not_aligned.append(r.path)
             else:
                 skipped.append((r.path, r.reason))
     except OutputError:
@@ -220,6 +230,9 @@ def cmd_predict(args) -> int:
         bar.close()
         out.finish()          # after a cancel too: the rows done so far (a no-op after discard)
     _list_skipped(skipped, out.csv_path)
+    if not_aligned:
+        print(f"note: {len(not_aligned)} image(s) could not be aligned to the model's reference and were scored "
+              f"as taken (see the 'note' column), e.g. {not_aligned[0]}", file=sys.stderr)
     verdicts = "no verdicts (no image threshold)" if unset else f"{n_anomalous} flagged anomalous"
     print(f"{n_ok} image(s) inspected, {verdicts}, {len(skipped)} skipped; results in {out.csv_path}")
     if n_ok == 0:
@@ -364,12 +377,15 @@ def cmd_evaluate(args) -> int:
         bar.close()
         if not shown:           # printed with the first result, so that a mistake comes alone
             print(f"{settings.method} / {settings.backbone}, resize {settings.resize}, crop {settings.crop or 'none'}"
+                  + (f", {settings.align} alignment" if settings.align != "none" else "")
                   + (f", {args.labelled_anomalies} labelled anomalies left out" if args.labelled_anomalies else ""))
             print(header)
             shown.append(True)
         print(f"{row.name:<16}{_fmt(row.image_auroc):>10}{_fmt(row.pixel_auroc):>10}{_fmt(row.pro):>7}"
               f"{_fmt(row.f1):>7}{row.train_seconds:>9.1f}{row.ms_per_image:>8.1f}{row.peak_rss_mb:>8.0f}"
               f"{row.model_size_mb:>9.1f}{row.n_train:>7}{row.n_test:>6}", flush=True)
+        if row.n_not_aligned:
+            print(f"  ({row.n_not_aligned} test image(s) could not be aligned and were scored as taken)", flush=True)
 
     import tempfile
     with tempfile.TemporaryDirectory(prefix="inspector-eval-") as tmp:
@@ -421,6 +437,28 @@ def cmd_benchmark(args) -> int:
     print(f"  peak RSS             {r['peak_rss_mb']:8.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps({k: r[k] for k in BENCHMARK_KEYS}, indent=2))
+    return 0
+
+
+def cmd_advise(args) -> int:
+    from .core.advisor import advise
+    from .core.datasets import is_mvtec_category, load_mvtec_category, training_images
+    paths = training_images(args.data_dir)
+    n_anomalies = 0
+    if is_mvtec_category(args.data_dir):
+        n_anomalies = sum(1 for s in load_mvtec_category(args.data_dir).test if s.is_anomalous)
+    job, bar = _job(args)
+    try:
+        advice = advise(paths, n_anomalies, resize=args.resize, max_images=args.max_images, job=job)
+    finally:
+        bar.close()
+    print(advice.sentence)
+    print(f"measured on {advice.n_images} good images:")
+    print(advice.table())
+    print(f"train with: --method {advice.method} --align {advice.align}"
+          + (f" (N-pad: --align {advice.npad_align})" if advice.method != "npad" else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(advice.to_json(), indent=2))
     return 0
 
 
@@ -572,6 +610,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("methods", help="list the methods; with a name, its options, defaults and ranges")
     m.add_argument("name", nargs="?", help="a method (see the list without a name)")
     m.set_defaults(func=cmd_methods)
+    ad = sub.add_parser("advise", help="measure how much the good images move; recommend a method and alignment")
+    ad.add_argument("data_dir", help="a folder of good images, or an MVTec-layout category (uses train/good)")
+    ad.add_argument("--resize", type=int, default=256, help="images are resized to this square (default 256)")
+    ad.add_argument("--max-images", type=int, default=60, help="good images measured, evenly spaced (default 60)")
+    ad.add_argument("--json", metavar="OUT.json", help="write the measurements as JSON")
+    ad.add_argument("-q", "--quiet", action="store_true")
+    ad.set_defaults(func=cmd_advise)
 
     r = sub.add_parser("report", help="write a PDF inspection report of a project's results")
     r.add_argument("project", help="a project folder (made by the desktop application)")

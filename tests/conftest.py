@@ -37,6 +37,37 @@ def with_defect(img: np.ndarray, seed: int = 0, radius: int = 6):
     return out, mask.astype(bool)
 
 
+def part(angle: float = 0.0, shift=(0.0, 0.0), size: int = 256, seed: int = 0, defect=None):
+    """A flat part (a plate with a notch, a hole and a bar, so that its pose is unambiguous) on a
+    lightly noisy background, turned by ``angle`` degrees about the image centre and moved by
+    ``shift`` (dx, dy) pixels: the point p of the upright part lies at R(angle)(p - c) + c + shift.
+    ``defect`` (x, y) in the upright part's coordinates paints a dark spot there, moved with the part.
+    Returns RGB uint8 (and the defect's bool mask in the image when ``defect`` is given)."""
+    rng = np.random.default_rng(seed)
+    c = (size - 1) / 2.0
+    a = np.radians(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+    def place(pts):
+        pts = (np.asarray(pts, np.float64) * size / 256.0 - c) @ rot.T + c + np.asarray(shift)
+        return np.round(pts * 16).astype(np.int32)          # 4 fractional bits (shift=4)
+    img = np.full((size, size, 3), 205, np.float32) + rng.normal(0, 3, (size, size, 1)).astype(np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    plate = [(70, 80), (190, 70), (196, 170), (150, 176), (140, 160), (124, 178), (66, 182)]
+    cv2.fillPoly(img, [place(plate)], (30, 60, 170), cv2.LINE_AA, 4)
+    cv2.fillPoly(img, [place([(84, 96), (120, 94), (121, 104), (85, 106)])], (230, 200, 40), cv2.LINE_AA, 4)
+    hole = place([(150, 110)])[0]
+    cv2.circle(img, (int(hole[0]), int(hole[1])), int(14 * size / 256 * 16), (205, 205, 205), -1, cv2.LINE_AA, 4)
+    if defect is None:
+        return img
+    d = place([defect])[0]
+    mask = np.zeros((size, size), np.uint8)
+    r = int(6 * size / 256 * 16)
+    cv2.circle(img, (int(d[0]), int(d[1])), r, (250, 250, 250), -1, cv2.LINE_AA, 4)
+    cv2.circle(mask, (int(d[0]), int(d[1])), r, 1, -1, cv2.LINE_8, 4)
+    return img, mask.astype(bool)
+
+
 def assert_same_predictions(model_a, model_b) -> None:
     """Both models give bit-identical scores and maps on a normal and a defective image."""
     imgs = [texture(70), with_defect(texture(71))[0]]

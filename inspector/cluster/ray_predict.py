@@ -38,7 +38,7 @@ import numpy as np
 from ..core.errors import InspectorError
 from ..core.jobs import Job, as_job
 
-COLUMNS = ("path", "status", "score", "verdict", "threshold", "model", "overlay")
+from ..core.pipeline.outputs import COLUMNS  # noqa: E402  (the in-process predict's columns)
 INSTALL_HINT = '--ray needs Ray, which is not installed: pip install -e ".[cluster]" (or pip install "ray[data]")'
 STAGE = "inspecting on Ray"
 CSV_NAME = "results.csv"
@@ -118,6 +118,7 @@ class Scorer:
         threshold = np.full(n, np.nan)
         verdict = [""] * n
         png = [b""] * n
+        note = [""] * n
         images, rows = [], []
         for i in range(n):
             if batch["error"][i]:
@@ -137,9 +138,10 @@ class Scorer:
             overlay = render_overlay(image, pred.anomaly_map, pixel_t)
             ok, buf = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
             png[i] = buf.tobytes() if ok else b""
+            note[i] = pred.note
         return {"index": batch["index"], "status": np.array(status, dtype=object), "score": score,
                 "verdict": np.array(verdict, dtype=object), "threshold": threshold,
-                "overlay_png": np.array(png, dtype=object)}
+                "overlay_png": np.array(png, dtype=object), "note": np.array(note, dtype=object)}
 
 
 # -- on the driver ---------------------------------------------------------------------------
@@ -230,6 +232,7 @@ def _write_table(rows: List[Dict], out_dir: Path) -> Tuple[Path, Path]:
         "threshold": pa.array([r["threshold"] for r in rows], pa.float64()),
         "model": pa.array([r["model"] for r in rows], pa.string()),
         "overlay": pa.array([r["overlay"] for r in rows], pa.string()),
+        "note": pa.array([r.get("note", "") for r in rows], pa.string()),
     })
     parquet_path, csv_path = out_dir / PARQUET_NAME, out_dir / CSV_NAME
 
@@ -256,7 +259,7 @@ def _write_csv(path: str, rows: List[Dict], fmt) -> None:
         w.writerow(COLUMNS)
         for r in rows:
             w.writerow([r["path"], r["status"], fmt(r["score"]), r["verdict"], fmt(r["threshold"]),
-                        r["model"], r["overlay"]])
+                        r["model"], r["overlay"], r.get("note", "")])
 
 
 def predict_on_ray(model_path, inputs: Sequence, out_dir, *, address: Optional[str] = None,
@@ -377,4 +380,5 @@ def _row(batch: Dict[str, np.ndarray], k: int, item: Dict, out_dir: Path, label:
     thr = float(batch["threshold"][k])
     return {"path": item["path"], "status": status, "score": float(batch["score"][k]) if ok else None,
             "verdict": str(batch["verdict"][k]), "threshold": thr if math.isfinite(thr) else None,
-            "model": label, "overlay": item["overlay"] if ok else ""}
+            "model": label, "overlay": item["overlay"] if ok else "",
+            "note": str(batch["note"][k]) if ok else ""}

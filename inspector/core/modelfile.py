@@ -47,6 +47,7 @@ import torch
 
 from .. import __version__
 from . import model_schema
+from .align import alignment_from_state
 from .backbone_specs import weights_request
 from .backbones import load_extractor
 from .errors import InspectorError, ModelFileError, StorageError, WeightsError
@@ -61,6 +62,7 @@ FORMAT_VERSION = 2          # 2: the metadata's own checksum (inspector.json.sha
 META_NAME = "inspector.json"
 META_SHA_NAME = "inspector.json.sha256"
 SUFFIX = ".inspector"
+ALIGNMENT_REFERENCE = "alignment_reference"   # the alignment's reference image (arrays/), beside the method's
 
 MAX_METADATA_BYTES = 8 << 20       # real metadata is a few KB (APC's encoder list: ~20 KB)
 MAX_JSON_DEPTH = 64                # real metadata nests 5 deep
@@ -108,6 +110,7 @@ def model_metadata(model: AnomalyModel) -> Dict:
         "preprocess": model.preprocess.to_dict(),
         "thresholds": {"image": _jsonable_threshold(model.image_threshold.to_dict()),
                        "pixel": _jsonable_threshold(model.pixel_threshold.to_dict())},
+        "alignment": model.preprocess.alignment.state()[0],     # its reference: arrays/ALIGNMENT_REFERENCE
     })
     meta.setdefault("inspector_version", __version__)
     meta.setdefault("created", now_iso())
@@ -205,6 +208,9 @@ def save_model(model: AnomalyModel, path) -> Path:
     path = Path(path)
     state_meta, arrays, blobs = model.state()
     entries = {f"arrays/{k}.npy": _npy_bytes(v) for k, v in arrays.items()}
+    reference = model.preprocess.alignment.state()[1]
+    if reference is not None:
+        entries[f"arrays/{ALIGNMENT_REFERENCE}.npy"] = _npy_bytes(reference)
     entries.update({f"blobs/{k}.bin": bytes(v) for k, v in blobs.items()})
     meta = model_metadata(model)
     meta["state"] = state_meta
@@ -479,7 +485,8 @@ def load_model(path, weights: Optional[str] = None, device: Optional[torch.devic
                 blobs[key] = data
     try:
         method = get_method(meta["method"])
-        preprocess = Preprocess.from_dict(meta["preprocess"])
+        preprocess = Preprocess.from_dict(meta["preprocess"]).with_alignment(    # files without it: none
+            alignment_from_state(meta.get("alignment"), arrays.pop(ALIGNMENT_REFERENCE, None)))
     except (InspectorError, KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: unsupported model ({exc})") from None
     request = weights_request(meta["weights"], weights)

@@ -18,9 +18,12 @@ from ..project import Project
 from ..project.training_run import TrainOutcome, TrainingJob
 from .charts import ScoreHistogram
 from .settings import Settings
-from .workers import ProcessJobWorker
+from .workers import JobWorker, ProcessJobWorker
 
 BACKBONES = [(name, spec.label or name) for name, spec in REGISTRY.items()]
+ALIGNMENTS = [("none", "None: parts sit in a fixture"),
+              ("translation", "Translation: parts shift"),
+              ("rigid", "Rigid: parts shift and turn")]
 THRESHOLDS = [(name, STRATEGY_LABELS.get(name, name)) for name in STRATEGIES]
 
 
@@ -58,6 +61,12 @@ def anomalies_text(n: int, with_mask: int) -> str:
     if n < 10:
         text += " The APC paper uses about 10 per part type."
     return text
+
+
+def advise_on(paths, n_anomalies: int, job=None):
+    """The engine's method advisor (run in a worker thread: it reads and registers the images)."""
+    from ..core.advisor import advise
+    return advise(paths, n_anomalies, job=job)
 
 
 def fmt_seconds(s: float) -> str:
@@ -120,7 +129,9 @@ class MethodPage(QWizardPage):
         self.n_anomalies, self.n_masks = anomaly_counts(project) if project is not None else (0, 0)
         self.setTitle("Method and backbone")
         self.setSubTitle("The defaults work well for most parts. The backbone needs its ImageNet weights.")
-        lay = QFormLayout(self)
+        outer = QVBoxLayout(self)       # the form, then the advisor's sentence (word-wrapped labels whose
+        lay = QFormLayout()             # text changes after showing get their height only outside a form)
+        outer.addLayout(lay)
         self.method = QComboBox()
         for info in available_methods(self.n_anomalies):
             self.method.addItem(f"{info.label}: {info.description}", info.name)
@@ -148,8 +159,24 @@ class MethodPage(QWizardPage):
         self.hint.setWordWrap(True)
         lay.addRow(self.hint)
         self.layout_ = lay
+        self.align = QComboBox()
+        for key, text in ALIGNMENTS:
+            self.align.addItem(text, key)
+        self.align.setToolTip("Align each image to a reference built from the good images before inspecting it")
+        lay.addRow("Alignment", self.align)
+        self.advice = QLabel(objectName="counts")
+        self.advice.setWordWrap(True)
+        self.use_advice = QPushButton("Use this recommendation")
+        self.use_advice.clicked.connect(self._use_advice)
+        self.use_advice.setEnabled(False)
+        outer.addWidget(self.advice)
+        outer.addWidget(self.use_advice, 0, Qt.AlignLeft)
+        outer.addStretch(1)
+        self.advisor: Optional[JobWorker] = None
+        self.advised = None
         self.method.setCurrentIndex(max(0, self.method.findData(settings.get("train/method",
                                                                              catalog.DEFAULT_METHOD))))
+        self.align.setCurrentIndex(max(0, self.align.findData(settings.get("train/align", "none"))))
         self.backbone.setCurrentIndex(max(0, self.backbone.findData(settings.get("train/backbone",
                                                                                  DEFAULT_BACKBONE))))
         self.backbone.currentIndexChanged.connect(self._backbone_changed)
@@ -157,6 +184,37 @@ class MethodPage(QWizardPage):
         self.method.currentIndexChanged.connect(self._method_changed)
         self._backbone_changed()
         self._method_changed()
+
+    def initializePage(self) -> None:
+        if self.project is None or self.advisor is not None or self.advised is not None:
+            return
+        train = [r.path for r in self.project.images(split="train") if r.label != "anomalous" and r.readable is not False]
+        self.advice.setText("Measuring how much the good images move, to recommend a method…")
+        self.advisor = JobWorker(advise_on, train, self.n_anomalies)
+        self.advisor.finished.connect(self._advised)
+        self.advisor.failed.connect(self._advice_failed)
+        self.advisor.start()
+
+    def stop_advisor(self) -> None:
+        if self.advisor is not None and self.advisor.is_running():
+            self.advisor.cancel()
+            self.advisor.wait(5000)
+
+    def _advised(self, advice) -> None:
+        self.advised = advice
+        self._show_advice(f"<b>Recommended:</b> {advice.sentence}")
+        self.use_advice.setEnabled(self.method.findData(advice.method) >= 0)
+
+    def _advice_failed(self, message: str) -> None:
+        self._show_advice(f"No recommendation: {message}")
+
+    def _show_advice(self, text: str) -> None:
+        self.advice.setText(text)
+
+    def _use_advice(self) -> None:
+        if self.advised is not None:
+            self.method.setCurrentIndex(max(0, self.method.findData(self.advised.method)))
+            self.align.setCurrentIndex(max(0, self.align.findData(self.advised.align)))
 
     @property
     def method_info(self) -> MethodInfo:
@@ -192,12 +250,13 @@ class MethodPage(QWizardPage):
     def values(self) -> dict:
         return {"method": self.method.currentData(), "backbone": self.backbone.currentData(),
                 "weights": None if self.random.isChecked() else (self.weights.text().strip() or None),
-                "random_weights": self.random.isChecked()}
+                "random_weights": self.random.isChecked(), "align": self.align.currentData()}
 
     def validatePage(self) -> bool:
         v = self.values()
         self.settings.set("train/method", v["method"])
         self.settings.set("train/backbone", v["backbone"])
+        self.settings.set("train/align", v["align"])
         if not v["random_weights"]:
             self.settings.set_weights_file(v["backbone"], v["weights"] or "")
         return True
@@ -532,6 +591,10 @@ class TrainWizard(QWizard):
             self.addPage(p)
         self.run_page.trained.connect(self.trained)
         self._closing = False
+
+    def done(self, result: int) -> None:
+        self.method_page.stop_advisor()
+        super().done(result)
 
     def reject(self) -> None:
         """Cancel while training: stop the job first, close when it has stopped."""

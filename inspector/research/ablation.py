@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..core import metrics
+from ..core.align import ALIGNMENTS
 from ..core.datasets import find_categories, load_mvtec_category
 from ..core.errors import InspectorError
 from ..core.images import read_mask
@@ -87,7 +88,7 @@ def run_npad_ablation(category_path, settings: Optional[TrainSettings] = None, j
     rows = []
     for i, v in enumerate(variants):
         job.step("ablation: metrics", i + 1, len(variants))
-        sc, mp = np.concatenate(scores[i]), np.concatenate(maps[i])
+        sc, mp = np.concatenate(scores[i]), source.maps_as_taken(np.concatenate(maps[i]))
         row = {"category": category.name, "variant": v.name, "maps": v.maps, "neighbours": v.neighbours,
                "shift": v.shift, "image_auroc": metrics.image_auroc(labels, sc),
                "pixel_auroc": None, "pro": None, "train_seconds": result.seconds, "ms_per_image_all_variants": ms}
@@ -134,6 +135,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--random-weights", action="store_true")
     p.add_argument("--resize", type=int, default=256)
     p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--align", choices=list(ALIGNMENTS), default="none",
+                   help="align each image to a reference built from the training images (default none)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="an N-pad option, e.g. --option k_channels=100 (repeatable)")
     p.add_argument("--no-pro", action="store_true", help="skip PRO (faster)")
@@ -147,7 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         settings = TrainSettings(method=NPAD, backbone=args.backbone, weights=args.weights,
                                  random_weights=args.random_weights, resize=args.resize, crop=args.crop,
-                                 seed=args.seed, device=args.device, options=parse_options(NPAD, args.option))
+                                 align=args.align, seed=args.seed, device=args.device,
+                                 options=parse_options(NPAD, args.option))
         cats = find_categories(args.dataset, args.categories.split(",") if args.categories else None)
         for path in cats:
             rows += run_npad_ablation(path, settings, Job(bar), pro=not args.no_pro)

@@ -2,8 +2,10 @@
 
 The papers' protocol by default: resize to a 256 square, center-crop 224; pixel metrics are
 computed in that frame (masks resized and cropped exactly like the images), so figures compare
-with the papers' and anomalib's.  The whole training set goes into the model (no hold-out); the
-reported F1 is the image-level F1 at the F1-optimal threshold on the test scores.
+with the papers' and anomalib's.  With an alignment (``--align``) each map is warped back from its
+aligned frame onto the image's own frame before the pixel metrics.  The whole training set goes into
+the model (no hold-out); the reported F1 is the image-level F1 at the F1-optimal threshold on the
+test scores.
 
 The models it saves (``--save-models``) are usable with ``predict``: their image threshold is that
 F1-optimal one (labelled anomalies exist here), and their pixel threshold is set from the maps of
@@ -61,10 +63,12 @@ class CategoryResult:
     n_train: int
     n_test: int
     model_size_mb: float = 0.0
+    n_not_aligned: int = 0       # test images that could not be registered (scored as taken)
 
     def to_json(self) -> Dict:
         d = dataclasses.asdict(self)
         d.pop("model_size_mb")   # the JSON shape is fixed; the size is printed in the table
+        d.pop("n_not_aligned")
         return d
 
 
@@ -106,6 +110,7 @@ class TestScores:
     image_auroc: float
     pixel_auroc: Optional[float]
     pro: Optional[float]
+    n_not_aligned: int = 0          # images that could not be registered (scored as taken)
 
 
 def score_test_split(model, test: Sequence[Sample], job: Optional[Job] = None) -> TestScores:
@@ -114,6 +119,7 @@ def score_test_split(model, test: Sequence[Sample], job: Optional[Job] = None) -
     source = FrameSource([s.path for s in test], model.preprocess, batch_size=16)
     t0 = time.perf_counter()
     scores, maps = model.score_frames(source.batches(job, None), job, len(test), stage="scoring test images")
+    maps = source.maps_as_taken(maps)          # aligned frames' maps back onto the masks' frame
     ms = 1000.0 * (time.perf_counter() - t0) / max(1, len(source.used))
     used = {p: i for i, p in enumerate(source.used)}
     kept = [s for s in test if s.path in used]
@@ -124,7 +130,8 @@ def score_test_split(model, test: Sequence[Sample], job: Optional[Job] = None) -
         with_gt = np.array([(s.mask_path is not None) or not s.is_anomalous for s in kept])
         pixel_auroc = metrics.pixel_auroc(masks[with_gt], maps[with_gt])
         pro = metrics.pro_auc(masks[with_gt], maps[with_gt])
-    return TestScores(kept, labels, scores, maps, ms, metrics.image_auroc(labels, scores), pixel_auroc, pro)
+    return TestScores(kept, labels, scores, maps, ms, metrics.image_auroc(labels, scores), pixel_auroc, pro,
+                      len(source.not_aligned))
 
 
 def evaluate_category(category: Category, settings: TrainSettings, job: Optional[Job] = None,
@@ -142,7 +149,8 @@ def evaluate_category(category: Category, settings: TrainSettings, job: Optional
         path = save_model(model, Path(model_dir) / f"{category.name}-{model.method}.inspector")
         size_mb = os.path.getsize(path) / 2**20
     return CategoryResult(category.name, t.image_auroc, t.pixel_auroc, t.pro, f1,
-                          result.seconds, t.ms_per_image, peak_rss_mb(), result.n_train, len(t.samples), size_mb)
+                          result.seconds, t.ms_per_image, peak_rss_mb(), result.n_train, len(t.samples), size_mb,
+                          t.n_not_aligned)
 
 
 def evaluate(dataset, settings: TrainSettings, categories: Optional[Sequence[str]] = None,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Iterator, List, Opti
 import numpy as np
 import torch
 
+from ..align import Registration
 from ..errors import DatasetError, ImageReadError, InspectorError
 from ..images import read_image
 from ..jobs import Job, as_job
@@ -37,6 +38,8 @@ class Prediction:
     anomaly_map: np.ndarray          # float32, H×W of the original image
     image_threshold: float
     pixel_threshold: float
+    aligned: Optional[bool] = None   # None: the model aligns nothing; False: not registered, scored as taken
+    note: str = ""                   # why not aligned (empty otherwise)
 
     @property
     def is_anomalous(self) -> bool:
@@ -50,7 +53,10 @@ class Prediction:
 class FrameSource:
     """Image files read lazily in batches and turned into normalised network input.
 
-    Unreadable files are skipped and listed in ``skipped`` as ``(path, reason)``.
+    Unreadable files are skipped and listed in ``skipped`` as ``(path, reason)``.  With an alignment,
+    ``registrations`` (one per ``used`` image) say where each frame came from: maps scored on the
+    frames go back to the images as taken with :meth:`maps_as_taken`; ``not_aligned`` lists the
+    images that could not be registered (framed as taken, never dropped).
     """
 
     def __init__(self, paths: Sequence, preprocess: Preprocess, batch_size: int = 16):
@@ -59,6 +65,18 @@ class FrameSource:
         self.batch_size = batch_size
         self.skipped: List[Tuple[Path, str]] = []
         self.used: List[Path] = []
+        self.registrations: List[Registration] = []
+
+    @property
+    def not_aligned(self) -> List[Tuple[Path, str]]:
+        return [(p, r.reason) for p, r in zip(self.used, self.registrations) if not r.ok]
+
+    def maps_as_taken(self, maps: np.ndarray) -> np.ndarray:
+        """(N, S, S) maps of the frames yielded, in order → the same maps in each image's own frame
+        (unchanged without alignment)."""
+        if not self.preprocess.alignment.active or not len(maps):
+            return maps
+        return np.stack([self.preprocess.unalign(m, r) for m, r in zip(maps, self.registrations)])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -68,13 +86,15 @@ class FrameSource:
         ``stage`` progress per batch (None: only checks for cancellation, when the consumer
         reports progress itself)."""
         job = as_job(job)
-        self.skipped, self.used = [], []
+        self.skipped, self.used, self.registrations = [], [], []
         frames: List[np.ndarray] = []
         for i, p in enumerate(self.paths):
             job.check()
             try:
-                frames.append(self.preprocess.frame(read_image(p)))
+                frame, reg = self.preprocess.framed(read_image(p))
+                frames.append(frame)
                 self.used.append(p)
+                self.registrations.append(reg)
             except ImageReadError as exc:
                 self.skipped.append((p, exc.reason))
             if len(frames) == self.batch_size or (i == len(self.paths) - 1 and frames):
@@ -154,10 +174,13 @@ class AnomalyModel(ABC):
         for i in range(0, len(images), batch_size):
             job.check()
             chunk = images[i:i + batch_size]
-            scores, maps = self.score_batch(self.preprocess.batch(chunk))
-            for im, s, m in zip(chunk, scores, maps):
-                out.append(Prediction(float(s), self.preprocess.to_original(m, im.shape[:2]),
-                                      self.image_threshold.value, self.pixel_threshold.value))
+            framed = [self.preprocess.framed(im) for im in chunk]
+            scores, maps = self.score_batch(self.preprocess.normalise([f for f, _ in framed]))
+            aligns = self.preprocess.alignment.active
+            for im, (_, reg), s, m in zip(chunk, framed, scores, maps):
+                out.append(Prediction(float(s), self.preprocess.to_original(m, im.shape[:2], reg),
+                                      self.image_threshold.value, self.pixel_threshold.value,
+                                      reg.ok if aligns else None, reg.note()))
             job.step("inspecting", min(i + batch_size, len(images)), len(images))
         return out
 

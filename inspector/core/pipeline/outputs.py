@@ -35,7 +35,7 @@ from ..errors import InspectorError
 from ..overlay import render_overlay
 from .inspect import InspectResult
 
-COLUMNS = ("path", "status", "score", "verdict", "threshold", "model", "overlay")
+COLUMNS = ("path", "status", "score", "verdict", "threshold", "model", "overlay", "note")
 WATCH_COLUMNS = COLUMNS + ("time",)
 CSV_NAME = "results.csv"
 
@@ -87,7 +87,8 @@ def result_row(r: InspectResult, model_name: str, overlay: str = "", **extra) ->
            "score": f"{p.score:.6g}" if p is not None else "",
            "verdict": p.verdict if has_threshold else "",
            "threshold": f"{p.image_threshold:.6g}" if has_threshold else "",
-           "model": model_name, "overlay": overlay}
+           "model": model_name, "overlay": overlay,
+           "note": p.note if p is not None else ""}     # e.g. why the image could not be aligned
     row.update(extra)
     return row
 

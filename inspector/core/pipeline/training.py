@@ -24,6 +24,7 @@ import torch
 
 from ... import __version__
 from ..backbones import DEFAULT_BACKBONE
+from ..align import fit_to_images
 from ..errors import DatasetError, InspectorError
 from .holdout import (MIN_IMAGES_FOR_THRESHOLDS, Calibration, CrossFit, HoldOut, default_calibration, split_folds,
                       split_holdout)
@@ -43,6 +44,8 @@ class TrainSettings:
     resize: int = 256
     crop: Optional[int] = None            # None: the whole image (the default for users' models)
     interpolation: str = "antialias"      # resizing filter, "antialias" or "linear" (preprocess.py)
+    align: str = "none"                   # alignment to a reference built from the training images:
+                                          # "none", "translation" or "rigid" (align.py)
     threshold: str = "mean+3std"          # or "percentile"
     holdout: Optional[int] = None         # None: holdout.default_calibration; N: hold out N images
     seed: int = 0
@@ -111,6 +114,7 @@ def cross_fit_scores(method: Method, final: AnomalyModel, paths: Sequence[Path],
                                                    ctx.preprocess), ctx, stage_job)
         held = FrameSource([paths[i] for i in fold], ctx.preprocess)
         s, m = model.score_frames(held.batches(stage_job, None), stage_job, len(held), stage="scoring")
+        m = held.maps_as_taken(m)
         if len(s) != len(fold):     # an image that was readable a moment ago is not any more
             raise DatasetError(f"{len(fold) - len(s)} image(s) became unreadable during training")
         if maps is None:
@@ -135,6 +139,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
     plan: Calibration = (HoldOut(int(settings.holdout)) if settings.holdout is not None
                          else default_calibration(len(paths)))
     preprocess = settings.preprocess()
+    preprocess = preprocess.with_alignment(fit_to_images(settings.align, paths, preprocess.square, job))
     device = torch.device(settings.device) if settings.device else None
     ctx = FitContext(settings.backbone, preprocess, settings.weights, settings.random_weights,
                      settings.seed, device, dict(settings.options), list(settings.anomalies))
@@ -156,6 +161,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
         if hold_paths:
             scores, maps = model.score_frames(holdout.batches(job, None), job, len(holdout),
                                               stage="calibrating thresholds")
+            maps = holdout.maps_as_taken(maps)
             if len(scores):
                 set_thresholds(model, scores, maps, settings.threshold)
         skipped = source.skipped + holdout.skipped
@@ -176,4 +182,6 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
         # added without retraining, pipeline/update.py) can set them again from these and its own
         "calibration": calibration_record(settings.threshold, scores, maps),
     })
+    if preprocess.alignment.active:     # training images that could not be registered were used as taken
+        model.meta["training"]["not_aligned"] = [[str(p), why] for p, why in source.not_aligned]
     return TrainResult(model, skipped, scores, len(used), time.perf_counter() - t0)

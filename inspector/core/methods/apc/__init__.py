@@ -170,14 +170,15 @@ def _read_anomalies(anomalies: Sequence[Tuple[Path, Optional[Path]]], preprocess
         img_path, mask_path = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
         try:
             img = read_image(img_path)
+            frame, reg = preprocess.framed(img)      # aligned like the normal images; the mask follows
             if mask_path is not None:
-                m = preprocess.frame_mask(read_mask(mask_path, img.shape[:2]))
+                m = preprocess.frame_mask(read_mask(mask_path, img.shape[:2]), reg)
             else:
                 m = np.zeros((size, size), bool)
         except ImageReadError as exc:
             skipped.append((str(img_path), exc.reason))
             continue
-        frames.append(preprocess.frame(img))
+        frames.append(frame)
         masks.append(m)
         has_mask.append(mask_path is not None)
     return frames, masks, has_mask, skipped
