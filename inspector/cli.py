@@ -408,7 +408,8 @@ def cmd_evaluate(args) -> int:
 
 
 BENCHMARK_KEYS = ("backbone", "image_size", "coreset_ratio", "n_bank_images", "backbone_ms_per_image",
-                  "inference_ms_per_image", "feature_extraction_seconds", "coreset_seconds", "peak_rss_mb")
+                  "inference_ms_per_image", "feature_extraction_seconds", "coreset_seconds", "peak_rss_mb",
+                  "data", "index_seconds", "training_seconds", "stages")
 
 
 def cmd_benchmark(args) -> int:
@@ -421,12 +422,13 @@ def cmd_benchmark(args) -> int:
     try:
         r = run_benchmark(args.backbone, args.method, args.images, args.size,
                           random_weights=args.random_weights or not args.weights, weights=args.weights,
-                          options=options, job=job)
+                          options=options, job=job, data=args.data)
     finally:
         bar.close()
     bank = ", ".join(f"{k} {r[k]}" for k in ("coreset_ratio", "index") if r[k] is not None)
     print(f"{r['method']} / {r['backbone']} at {r['image_size']} px on {r['device']}, bank from "
-          f"{r['n_bank_images']} images" + (f", {bank}" if bank else ""))
+          f"{r['n_bank_images']} {'images of ' + r['data'] if r['data'] else 'generated images'}"
+          + (f", {bank}" if bank else ""))
     print(f"  backbone forward     {r['backbone_ms_per_image']:8.1f} ms/image")
     print(f"  full inference       {r['inference_ms_per_image']:8.1f} ms/image "
           f"({r['inference_ms_per_image'] / r['backbone_ms_per_image']:.2f} x backbone)")
@@ -434,6 +436,12 @@ def cmd_benchmark(args) -> int:
         print(f"  feature extraction   {r['feature_extraction_seconds']:8.1f} s")
     if r["coreset_seconds"] is not None:
         print(f"  coreset selection    {r['coreset_seconds']:8.1f} s")
+    if r["index_seconds"] is not None:
+        print(f"  index building       {r['index_seconds']:8.1f} s")
+    for stage, seconds in r["stages"].items():      # other methods' stages (N-pad's k-means, APC's tuning)
+        if stage not in ("feature_extraction_seconds", "coreset_seconds", "index_seconds"):
+            print(f"  {stage.replace('_seconds', '').replace('_', ' '):<20} {seconds:8.1f} s")
+    print(f"  training, end to end {r['training_seconds']:8.1f} s (image decoding included)")
     print(f"  peak RSS             {r['peak_rss_mb']:8.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps({k: r[k] for k in BENCHMARK_KEYS}, indent=2))
@@ -591,7 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backbone", default=DEFAULT_BACKBONE)
     b.add_argument("--weights", metavar="FILE")
     b.add_argument("--random-weights", action="store_true", help="(the default: speed does not depend on weights)")
-    b.add_argument("--images", type=int, default=209, help="bank images (default 209)")
+    b.add_argument("--data", metavar="DIR",
+                   help="measure on real images: an MVTec-layout category (train/good for the bank, test "
+                        "images for inference) or a folder of good images (default: generated images)")
+    b.add_argument("--images", type=int, default=209, help="bank images, generated mode (default 209)")
     b.add_argument("--size", type=int, default=224, help="image size (default 224)")
     b.add_argument("--json", metavar="OUT.json")
     b.add_argument("-q", "--quiet", action="store_true")
