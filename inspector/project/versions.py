@@ -96,9 +96,12 @@ class UpdateJob(OwnedJob):
         if not files:
             raise ProjectError("no images to add: mark false alarms with N in Review, or pick good images")
         parent_file = self.project.model_file(self.parent)
-        version = lineage_of(read_metadata(parent_file))["version"] + 1
+        parent_meta = read_metadata(parent_file)
+        version = lineage_of(parent_meta)["version"] + 1
         self.name, self.out_path = _version_name(self.project, self.parent, version)
-        moved = self.parent.image_threshold if math.isfinite(self.parent.image_threshold) else None
+        in_file = (parent_meta.get("thresholds") or {}).get("image", {}).get("value")
+        t = self.parent.image_threshold
+        moved = t if math.isfinite(t) and (in_file is None or not math.isclose(in_file, t, rel_tol=1e-9)) else None
         return UpdatePlan(str(parent_file), files, self.weights, str(self.out_path), moved)
 
     def finish(self, result: Dict) -> VersionOutcome:
