@@ -53,11 +53,12 @@ def test_the_command_lines_parser_and_help_do_not_import_torch():
     assert "inspector" in imported and "torch" not in imported
 
 
-def test_the_catalog_and_the_wizards_registries_do_not_import_torch():
+def test_the_catalog_and_the_application_window_do_not_import_torch():
+    """The wizard reads the catalog, the backbones and the threshold rules in the GUI's process."""
     loaded = _loaded_after("from inspector.core.methods import catalog\n"
-                           "from inspector.core import backbone_specs, thresholds\n"
-                           "[(m.main_specs(), m.option_specs()) for m in catalog.methods()]")
-    assert not {"torch", "torchvision", "sklearn", "faiss"} & loaded
+                           "[(m.main_specs(), m.option_specs()) for m in catalog.methods()]\n"
+                           "import inspector.gui.main_window, inspector.gui.wizard")
+    assert "PySide6" in loaded and not {"torch", "torchvision", "sklearn", "faiss"} & loaded
 
 
 def _imports(path: Path):

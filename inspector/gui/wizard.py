@@ -46,8 +46,9 @@ def anomaly_counts(project: Project) -> Tuple[int, int]:
 def anomalies_text(n: int, with_mask: int) -> str:
     """What APC will use, and what is missing."""
     if n == 0:
-        return (f"{_anomaly_methods()} (learning from labelled defects too) appears here once images are "
-                "labelled anomalous: mark defects in the review queue, or paint them in the viewer.")
+        users = _anomaly_methods()
+        return (f"{users} (learning from labelled defects too) appears here once images are labelled "
+                "anomalous: mark defects in the review queue, or paint them in the viewer." if users else "")
     text = f"{n} anomalous image{'s' if n != 1 else ''} labelled, {with_mask} with masks"
     without = n - with_mask
     if without and with_mask:
@@ -226,9 +227,9 @@ class MethodPage(QWizardPage):
 
     def _method_changed(self) -> None:
         text = anomalies_text(self.n_anomalies, self.n_masks)
-        if self.n_anomalies and not self.uses_anomalies:
-            text = (f"{self.n_anomalies} images are labelled anomalous: choose {_anomaly_methods()} to learn "
-                    "from them too.")
+        users = _anomaly_methods()
+        if self.n_anomalies and not self.uses_anomalies and users:
+            text = f"{self.n_anomalies} images are labelled anomalous: choose {users} to learn from them too."
         self.anomalies.setText(text)
         backbone = BACKBONE in self.method_info.shared_settings
         for w in (self.backbone, self.weights_row, self.random, self.hint):

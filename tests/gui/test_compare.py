@@ -11,7 +11,7 @@ from inspector.project import Project
 from inspector.project.demo import make_folder, make_mvtec
 from inspector.project.training_run import train_project_model
 
-TINY = dict(backbone="resnet18", random_weights=True, resize=64)
+TINY = dict(backbone="resnet18", random_weights=True, resize=32)    # the smallest frame: plumbing, not accuracy
 
 
 # -- the wizard ---------------------------------------------------------------------------------

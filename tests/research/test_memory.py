@@ -33,7 +33,7 @@ print(json.dumps([before, (peak_rss_mb(), hwm())]))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_peak_rss_is_this_programs_high_water_mark_and_grows_high_water_mark_and_grows():
+def test_peak_rss_is_this_programs_high_water_mark_and_grows():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(root)})
