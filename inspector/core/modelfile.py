@@ -383,7 +383,7 @@ def _read_meta(zf: zipfile.ZipFile, path: Path) -> Dict:
     if version >= 2 and recorded is None:
         raise ModelFileError(f"{path} is damaged: the checksum of its metadata is missing")
     thresholds = meta.get("thresholds")
-    if isinstance(thresholds, dict):         # format 1 wrote an unset threshold as Infinity
+    if version == 1 and isinstance(thresholds, dict):      # format 1 wrote an unset threshold as Infinity
         for t in thresholds.values():
             if isinstance(t, dict) and t.get("value") == math.inf:
                 t["value"] = None

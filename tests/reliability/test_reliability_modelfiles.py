@@ -254,6 +254,8 @@ def build_case(case: str, good: Path, folder: Path, faithful: bool = False) -> P
         rewrite(good, dst, meta=lambda m: m["entries"].update({"blobs/ghost.bin": _sha(b"")}))
     elif case == "threshold_value_nan":
         rewrite(good, dst, text=lambda b: re.sub(rb'"value": [-0-9.e]+', b'"value": NaN', b, count=1))
+    elif case == "threshold_value_infinity":      # format 1's "not set"; format 2 writes null
+        rewrite(good, dst, text=lambda b: re.sub(rb'"value": [-0-9.e]+', b'"value": Infinity', b, count=1))
     elif case == "deeply_nested_json":
         rewrite(good, dst, text=lambda b: b[:-1].rstrip() + b', "deep": ' + b"[" * 100000 + b"]" * 100000 + b"}")
     elif case == "resize_infinity":
@@ -333,6 +335,7 @@ CASES = {
     "threshold_value_empty_string": "thresholds/image/value: '' is not of type",
     "threshold_value_not_numeric": "thresholds/image/value: 'high' is not of type",
     "threshold_value_nan": "NaN is not a number",
+    "threshold_value_infinity": "thresholds/image/value: inf is not of type 'number', 'null'",
     "threshold_method_unknown": "thresholds/image/method",
     "deeply_nested_json": "nests deeper than 64 levels",
     "resize_infinity": "preprocess/resize: inf is not of type 'integer'",
