@@ -58,7 +58,8 @@ class Watch:
 
     def __init__(self, model, folder, out, *extra):
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-        self.p = subprocess.Popen([sys.executable, "-m", "inspector", "watch", str(model), str(folder), "-o", str(out),
+        where = ["-o", str(out)] if out else []
+        self.p = subprocess.Popen([sys.executable, "-m", "inspector", "watch", str(model), str(folder), *where,
                                    *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines, self.err = [], []
         self._threads = [threading.Thread(target=self._pump, args=(self.p.stdout, self.lines), daemon=True),
@@ -159,6 +160,44 @@ def test_watch_inspects_each_image_once_across_a_restart(model, tmp_path, events
     assert sorted(r["path"] for r in first) == sorted(str(p) for p in good[:29] + [bad])
     assert sorted(r["path"] for r in second) == sorted(str(p) for p in good[29:])
     assert set(first[0]) == {"time", "path", "status", "score", "verdict", "threshold", "model", "overlay"}
+
+
+def test_watch_into_a_project_owns_it_for_the_run(tmp_path):
+    """--project: the watching process stores each part in the project's database; on restart the
+    project says what was done."""
+    from inspector.project import Project
+    from inspector.project.training_run import train_project_model
+    train = tmp_path / "train"
+    for i in range(8):
+        write_rgb(train / f"{i:03d}.png", texture(i))
+    project = Project.create(tmp_path / "proj")
+    project.add_folder(train, "train")
+    out = train_project_model(project, {"method": "patchcore", "backbone": "resnet18", "random_weights": True,
+                                        "resize": 64}, name="line-a", inspect_test=False)
+    project.close()
+    camera = tmp_path / "camera"
+    for i in range(3):
+        write_rgb(camera / f"p{i}.png", texture(400 + i))
+    (camera / "bad.png").write_bytes(b"not an image")
+    w = Watch("line-a", camera, None, "--project", str(tmp_path / "proj"), "--settle", "0.3", "--poll")
+    w.wait_for("4 results", lambda: len(w.results()) >= 4)
+    assert w.stop() == 0 and "Traceback" not in "".join(w.err)
+    write_rgb(camera / "sub" / "p9.png", texture(409))
+    w = Watch("line-a", camera, None, "--project", str(tmp_path / "proj"), "--settle", "0.3", "--poll")
+    w.started()
+    assert "1 image(s) waiting from before" in "".join(w.err)
+    w.wait_for("1 result", lambda: len(w.results()) >= 1)
+    assert w.stop() == 0
+    assert [r["path"] for r in w.results()] == [str(camera / "sub" / "p9.png")]
+    project = Project.open(tmp_path / "proj")
+    try:
+        rows = {Path(r.path).name: r for r in project.images(out.model_id, split="test")}
+        assert set(rows) == {"p0.png", "p1.png", "p2.png", "p9.png", "bad.png"}
+        assert all(rows[n].score is not None and project.load_map(rows[n]) is not None
+                   for n in ("p0.png", "p1.png", "p2.png", "p9.png"))
+        assert rows["bad.png"].readable is False and "not a readable image" in rows["bad.png"].error
+    finally:
+        project.close()
 
 
 def test_watch_needs_a_place_for_results_and_an_existing_folder(model, tmp_path, capsys):
