@@ -179,9 +179,14 @@ def test_watch_into_a_project_owns_it_for_the_run(tmp_path):
     for i in range(3):
         write_rgb(camera / f"p{i}.png", texture(400 + i))
     (camera / "bad.png").write_bytes(b"not an image")
-    w = Watch("line-a", camera, None, "--project", str(tmp_path / "proj"), "--settle", "0.3", "--poll")
+    w = Watch("line-a", camera, None, "--project", str(tmp_path / "proj"), "--settle", "0.3", "--poll",
+              "--sort-into", str(tmp_path / "sorted"))
     w.wait_for("4 results", lambda: len(w.results()) >= 4)
     assert w.stop() == 0 and "Traceback" not in "".join(w.err)
+    verdicts = {Path(r["path"]).name: r["verdict"] for r in w.results() if r["status"] == "ok"}
+    sorted_ = {p.name: p.parent.name for p in (tmp_path / "sorted").rglob("*.png")}
+    assert sorted_ == {n: "fail" if v == "anomalous" else "pass" for n, v in verdicts.items()} and len(sorted_) == 3
+    assert (camera / "p0.png").is_file()                  # copied, not moved
     write_rgb(camera / "sub" / "p9.png", texture(409))
     w = Watch("line-a", camera, None, "--project", str(tmp_path / "proj"), "--settle", "0.3", "--poll")
     w.started()
@@ -203,9 +208,30 @@ def test_watch_into_a_project_owns_it_for_the_run(tmp_path):
 def test_watch_needs_a_place_for_results_and_an_existing_folder(model, tmp_path, capsys):
     assert main(["watch", str(model), str(tmp_path)]) == 2
     assert "-o OUT_DIR" in capsys.readouterr().err
+    assert main(["watch", str(model), str(tmp_path), "--project", str(tmp_path), "--sort-into", "s", "--move"]) == 2
+    assert "sort by copying" in capsys.readouterr().err
     assert main(["watch", str(model), str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "folder not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sorting_moves_or_copies_by_verdict_keeping_sub_folders(tmp_path):
+    from inspector.core.methods.base import Prediction
+    from inspector.core.pipeline.inspect import InspectResult
+    from inspector.core.pipeline.outputs import Sorter
+    camera = tmp_path / "camera"
+    a, b = write_rgb(camera / "line" / "a.png", texture(1)), write_rgb(camera / "b.png", texture(2))
+    write_rgb(tmp_path / "sorted" / "fail" / "line" / "a.png", texture(3))          # a name already taken
+
+    def result(p, score, threshold=1.0):
+        return InspectResult(p, "ok", Prediction(score, None, threshold, threshold))
+
+    mover = Sorter(tmp_path / "sorted", camera, move=True)
+    assert mover.place(result(a, 2.0)) == tmp_path / "sorted" / "fail" / "line" / "a_2.png" and not a.exists()
+    assert Sorter(tmp_path / "sorted", camera).place(result(b, 0.5)) == tmp_path / "sorted" / "pass" / "b.png"
+    assert b.exists()                                                                  # copied
+    assert mover.place(result(b, 0.5, threshold=float("inf"))) is None                 # no verdict: stays
+    assert mover.place(InspectResult(b, "skipped: not a readable image")) is None
 
 
 def test_a_file_that_never_stops_changing_is_given_up_not_awaited_forever(tmp_path):
