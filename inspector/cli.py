@@ -285,6 +285,11 @@ def cmd_watch(args) -> int:
     from .core.thresholds import manual
     if not args.output and not args.project:
         raise InspectorError("give -o OUT_DIR (results.csv and overlays) and/or --project PROJECT for the results")
+    if args.move and not args.sort_into:
+        raise InspectorError("--move needs --sort-into FOLDER")
+    if args.move and args.project:
+        raise InspectorError("--move with --project would leave the project pointing at files that moved: "
+                             "sort by copying (without --move)")
     folder = Path(args.folder).absolute()
     if not folder.is_dir():
         raise DatasetError(f"folder not found: {folder}")

@@ -13,6 +13,10 @@ versions.png.
 
 renders only mask.png (no training): the viewer with a defect outlined and filled with the brush
 and the fill tool, as an operator labels an image for APC.
+
+    QT_QPA_PLATFORM=offscreen python -m inspector.gui.screenshots docs/screenshots --station
+
+renders only station.png: the station view while test images land in a watched folder.
 """
 
 from __future__ import annotations
@@ -218,15 +222,63 @@ def render_mask(outdir: Path, use_shared: bool = True) -> Path:
     return out
 
 
+def render_station(outdir: Path, use_shared: bool = True) -> Path:
+    """The station view (station.png) on a folder that test images are copied into, one by one."""
+    import shutil
+
+    from .app import create_app
+    from .main_window import MainWindow
+    from ..core.images import list_images
+    from ..project.demo import make_mvtec
+    from ..project.training_run import train_project_model
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="inspector-shots-"))
+    QStandardPaths.setTestModeEnabled(True)
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(work / "settings"))
+    create_app()
+    real = use_shared and BOTTLE.is_dir() and MOBILENET.is_file()
+    data = BOTTLE if real else make_mvtec(work / "weave", n_train=20, n_good=8, n_bad=8, size=192)
+    w = MainWindow()
+    w.resize(1280, 820)
+    w.show()
+    w.new_project(work / ("bottle-line-3" if real else "weave-line"))
+    w.project.add_folder(data / "train" / "good", "train")
+    settings = ({"backbone": "mobilenet_v2", "weights": str(MOBILENET), "resize": 224} if real else
+                {"backbone": "resnet18", "random_weights": True, "resize": 128})
+    train_project_model(w.project, {"method": "patchcore", **settings}, name="bottle-v1" if real else "weave-v1",
+                        inspect_test=False)
+    w._model_changed()
+    camera = work / "camera"
+    camera.mkdir()
+    st = w.open_station(camera)
+    st.resize(1100, 760)
+    if not _wait(lambda: st.state == "watching", 600):
+        raise SystemExit(f"the station did not start: {st.status.text()}")
+    tests = list_images(data / "test", recursive=True)
+    picks = [tests[i] for i in range(0, len(tests), max(1, len(tests) // 14))][:14]
+    for i, src in enumerate(picks):
+        shutil.copy(src, camera / f"part-{i:04d}{src.suffix}")
+        _wait(lambda: st.counts["inspected"] + st.counts["unreadable"] > i, 120)
+    _wait(lambda: False, 1.0)
+    out = outdir / "station.png"
+    _save(st, out)
+    w.close()
+    return out
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = [a for a in argv if not a.startswith("--")]
     out = Path(args[0]) if args else REPO / "docs" / "screenshots"
     if "--mask" in argv:
         render_mask(out, use_shared="--generated" not in argv)
+    elif "--station" in argv:
+        render_station(out, use_shared="--generated" not in argv)
     else:
         render(out, use_shared="--generated" not in argv)
         render_mask(out, use_shared="--generated" not in argv)
+        render_station(out, use_shared="--generated" not in argv)
     return 0
 
 

@@ -58,7 +58,8 @@ class Watch:
 
     def __init__(self, model, folder, out, *extra):
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-        self.p = subprocess.Popen([sys.executable, "-m", "inspector", "watch", str(model), str(folder), "-o", str(out),
+        where = ["-o", str(out)] if out else []
+        self.p = subprocess.Popen([sys.executable, "-m", "inspector", "watch", str(model), str(folder), *where,
                                    *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines, self.err = [], []
         self._threads = [threading.Thread(target=self._pump, args=(self.p.stdout, self.lines), daemon=True),
@@ -161,12 +162,76 @@ def test_watch_inspects_each_image_once_across_a_restart(model, tmp_path, events
     assert set(first[0]) == {"time", "path", "status", "score", "verdict", "threshold", "model", "overlay"}
 
 
+def test_watch_into_a_project_owns_it_for_the_run(tmp_path):
+    """--project: the watching process stores each part in the project's database; on restart the
+    project says what was done."""
+    from inspector.project import Project
+    from inspector.project.training_run import train_project_model
+    train = tmp_path / "train"
+    for i in range(8):
+        write_rgb(train / f"{i:03d}.png", texture(i))
+    project = Project.create(tmp_path / "proj")
+    project.add_folder(train, "train")
+    out = train_project_model(project, {"method": "patchcore", "backbone": "resnet18", "random_weights": True,
+                                        "resize": 64}, name="line-a", inspect_test=False)
+    project.close()
+    camera = tmp_path / "camera"
+    for i in range(3):
+        write_rgb(camera / f"p{i}.png", texture(400 + i))
+    (camera / "bad.png").write_bytes(b"not an image")
+    w = Watch("line-a", camera, None, "--project", str(tmp_path / "proj"), "--settle", "0.3", "--poll",
+              "--sort-into", str(tmp_path / "sorted"))
+    w.wait_for("4 results", lambda: len(w.results()) >= 4)
+    assert w.stop() == 0 and "Traceback" not in "".join(w.err)
+    verdicts = {Path(r["path"]).name: r["verdict"] for r in w.results() if r["status"] == "ok"}
+    sorted_ = {p.name: p.parent.name for p in (tmp_path / "sorted").rglob("*.png")}
+    assert sorted_ == {n: "fail" if v == "anomalous" else "pass" for n, v in verdicts.items()} and len(sorted_) == 3
+    assert (camera / "p0.png").is_file()                  # copied, not moved
+    write_rgb(camera / "sub" / "p9.png", texture(409))
+    w = Watch("line-a", camera, None, "--project", str(tmp_path / "proj"), "--settle", "0.3", "--poll")
+    w.started()
+    assert "1 image(s) waiting from before" in "".join(w.err)
+    w.wait_for("1 result", lambda: len(w.results()) >= 1)
+    assert w.stop() == 0
+    assert [r["path"] for r in w.results()] == [str(camera / "sub" / "p9.png")]
+    project = Project.open(tmp_path / "proj")
+    try:
+        rows = {Path(r.path).name: r for r in project.images(out.model_id, split="test")}
+        assert set(rows) == {"p0.png", "p1.png", "p2.png", "p9.png", "bad.png"}
+        assert all(rows[n].score is not None and project.load_map(rows[n]) is not None
+                   for n in ("p0.png", "p1.png", "p2.png", "p9.png"))
+        assert rows["bad.png"].readable is False and "not a readable image" in rows["bad.png"].error
+    finally:
+        project.close()
+
+
 def test_watch_needs_a_place_for_results_and_an_existing_folder(model, tmp_path, capsys):
     assert main(["watch", str(model), str(tmp_path)]) == 2
     assert "-o OUT_DIR" in capsys.readouterr().err
+    assert main(["watch", str(model), str(tmp_path), "--project", str(tmp_path), "--sort-into", "s", "--move"]) == 2
+    assert "sort by copying" in capsys.readouterr().err
     assert main(["watch", str(model), str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "folder not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sorting_moves_or_copies_by_verdict_keeping_sub_folders(tmp_path):
+    from inspector.core.methods.base import Prediction
+    from inspector.core.pipeline.inspect import InspectResult
+    from inspector.core.pipeline.outputs import Sorter
+    camera = tmp_path / "camera"
+    a, b = write_rgb(camera / "line" / "a.png", texture(1)), write_rgb(camera / "b.png", texture(2))
+    write_rgb(tmp_path / "sorted" / "fail" / "line" / "a.png", texture(3))          # a name already taken
+
+    def result(p, score, threshold=1.0):
+        return InspectResult(p, "ok", Prediction(score, None, threshold, threshold))
+
+    mover = Sorter(tmp_path / "sorted", camera, move=True)
+    assert mover.place(result(a, 2.0)) == tmp_path / "sorted" / "fail" / "line" / "a_2.png" and not a.exists()
+    assert Sorter(tmp_path / "sorted", camera).place(result(b, 0.5)) == tmp_path / "sorted" / "pass" / "b.png"
+    assert b.exists()                                                                  # copied
+    assert mover.place(result(b, 0.5, threshold=float("inf"))) is None                 # no verdict: stays
+    assert mover.place(InspectResult(b, "skipped: not a readable image")) is None
 
 
 def test_a_file_that_never_stops_changing_is_given_up_not_awaited_forever(tmp_path):

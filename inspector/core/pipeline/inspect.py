@@ -165,7 +165,8 @@ def inspect_stream(model, items: Iterable, job: Optional[Job] = None, batch_size
     ``model``: an engine ``AnomalyModel`` (its thresholds give the verdicts).  ``items``: paths,
     ``(key, path)`` pairs or ``Input`` objects, a list or an endless iterable (it is consumed by
     the reader thread; it ends the stream by ending).  ``prefetch``: images read ahead (default
-    one batch: with the batch being scored, two batches of decoded images are held at most).  Cancelling the job, or closing the generator, stops the reader.
+    one batch: with the batch being scored, two batches of decoded images are held at most).
+    Cancelling the job, or closing the generator, stops the reader.
     """
     job = as_job(job)
     total = len(items) if hasattr(items, "__len__") else 0

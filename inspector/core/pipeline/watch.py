@@ -179,7 +179,14 @@ class FolderWatcher:
 
     # -- events ----------------------------------------------------------------------------
     def _wanted(self, path: Path) -> bool:
+        """An image file under the folder, outside hidden and excluded folders."""
         if not is_watched_image(path):
+            return False
+        try:
+            rel = path.relative_to(self.folder)
+        except ValueError:
+            return False
+        if any(part.startswith(".") for part in rel.parts[:-1]):
             return False
         return not any(e == path or e in path.parents for e in self.exclude)
 
