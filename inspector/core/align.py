@@ -358,7 +358,13 @@ class TranslationAlign(_RegisteredAlignment):
 class RigidAlign(_RegisteredAlignment):
     """Rotation and shift: angles searched every ``angle_step`` degrees within ±``max_angle`` on a
     64-pixel copy (each with its phase-correlation shift, ranked by normalised correlation), the best
-    ``candidates`` refined by ECC (``MOTION_EUCLIDEAN``) on that copy, the winner on the working copy."""
+    ``candidates`` refined by ECC (``MOTION_EUCLIDEAN``) on that copy, the winner on the working copy.
+
+    ``max_angle`` is 90 by default: a part whose outline is nearly symmetric under a half turn (a
+    rectangular plate with a central hole) matches its half-turned self almost as well as itself, and a
+    search over the whole circle picked that flip for 10 of metal_plate's 97 test images (2 within
+    ±90), which cost N-pad 0.6 pixel AUROC and 2.7 PRO (README, "Parts that move").  Parts that can lie
+    any way round need ``max_angle=180``."""
 
     kind = "rigid"
     motion = cv2.MOTION_EUCLIDEAN
@@ -366,7 +372,7 @@ class RigidAlign(_RegisteredAlignment):
     COARSE_ITERATIONS = 20
 
     def __init__(self, reference=None, work: int = 128, min_correlation: float = 0.5, max_shift: float = 0.3,
-                 ecc_iterations: int = 30, ecc_eps: float = 1e-3, max_angle: float = 180.0,
+                 ecc_iterations: int = 30, ecc_eps: float = 1e-3, max_angle: float = 90.0,
                  angle_step: float = 10.0, candidates: int = 3):
         super().__init__(reference, work, min_correlation, max_shift, ecc_iterations, ecc_eps)
         if not 0 < angle_step <= 90 or not 0 <= max_angle <= 180 or candidates < 1:

@@ -25,13 +25,14 @@ POSES = [(0, (0, 0)), (12, (6, -4)), (-20, (-8, 5)), (35, (3, 9)), (-8, (10, 2))
 
 def register_to_upright(alignment, angle, shift, seed=9):
     """Register a part moved by a known rigid motion to a reference made from the upright part."""
-    fitted = type(alignment)(grey(part(0, seed=100).astype(np.float32), alignment.work))
+    fitted = type(alignment)(grey(part(0, seed=100).astype(np.float32), alignment.work), **alignment.params())
     return fitted.register(part(angle, shift, seed=seed).astype(np.float32))
 
 
-@pytest.mark.parametrize("angle, shift", [(17.0, (7.5, -4.25)), (-64.0, (-11.0, 6.5)), (140.0, (3.0, 3.0))])
-def test_rigid_registration_recovers_a_known_rotation_and_shift(angle, shift):
-    reg = register_to_upright(RigidAlign(), angle, shift)
+@pytest.mark.parametrize("angle, shift, max_angle", [(17.0, (7.5, -4.25), 90), (-64.0, (-11.0, 6.5), 90),
+                                                     (140.0, (3.0, 3.0), 180), (-172.0, (-5.0, 2.0), 180)])
+def test_rigid_registration_recovers_a_known_rotation_and_shift(angle, shift, max_angle):
+    reg = register_to_upright(RigidAlign(max_angle=max_angle), angle, shift)
     assert reg.ok and reg.correlation > 0.9
     assert abs(reg.angle_degrees - angle) < 0.5
     dx, dy = reg.shift_at((256 - 1) / 2.0)
