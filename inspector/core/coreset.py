@@ -212,20 +212,29 @@ def greedy_kcenter(x: np.ndarray, n_select: int, start: int, seed: int = 0, job:
     x = _principal_rotation(x, seed)
     if x.shape[1] < _MID:        # the loops read _MID coordinates: pad with zeros (distances unchanged)
         x = np.pad(x, ((0, 0), (0, _MID - x.shape[1])))
+    job.step("coreset", 0, n_select)          # (cancellable before the cells, which take a few seconds)
     cell = _cells(x, seed)
+    job.check()
     n_cells = int(cell.max()) + 1
     counts = np.bincount(cell, minlength=n_cells)
-    centroids = np.zeros((n_cells, x.shape[1]), np.float64)
-    np.add.at(centroids, cell, x)
-    centroids = (centroids / np.maximum(counts, 1)[:, None]).astype(np.float32)
-    to_centroid = np.linalg.norm(x - centroids[cell], axis=1).astype(np.float32)
-    # rows of a cell together, farthest from its centroid first (ties: original order)
-    order = np.lexsort((np.arange(n), -to_centroid, cell))
-    x = np.ascontiguousarray(x[order])
-    e = np.ascontiguousarray(to_centroid[order])
     cs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    by_cell = np.argsort(cell, kind="stable")
+    x = np.ascontiguousarray(x[by_cell])
+    cell = cell[by_cell]
+    full = counts > 0
+    centroids = np.zeros((n_cells, x.shape[1]), np.float32)
+    centroids[full] = np.add.reduceat(x, cs[:-1][full], axis=0, dtype=np.float64) / counts[full, None]
+    to_centroid = np.empty(n, np.float32)
+    for a in range(0, n, 65536):
+        b = min(n, a + 65536)
+        to_centroid[a:b] = np.linalg.norm(x[a:b] - centroids[cell[a:b]], axis=1)
+    # rows of a cell together, farthest from its centroid first (ties: original order)
+    within = np.lexsort((by_cell, -to_centroid, cell))
+    x = np.ascontiguousarray(x[within])
+    e = np.ascontiguousarray(to_centroid[within])
+    order = by_cell[within]
     xh = np.ascontiguousarray(x[:, :_HEAD].T)
-    del cell, to_centroid
+    del cell, to_centroid, by_cell, within
 
     widest = int(counts.max())
     acc = np.zeros(widest, np.float32)
@@ -237,7 +246,7 @@ def greedy_kcenter(x: np.ndarray, n_select: int, start: int, seed: int = 0, job:
     done = np.zeros(n_cells, np.int64)
     sel = np.empty(n_select, np.int64)
     cx = np.empty((n_select, x.shape[1]), np.float32)
-    first = int(np.argsort(order)[start])
+    first = int(np.flatnonzero(order == start)[0])
     sel[0] = first
     cx[0] = x[first]
     done_picks = 1
