@@ -1,152 +1,153 @@
-"""Greedy k-center coreset selection (PatchCore §3.2), exact and fast on a CPU.
+"""Greedy k-center coreset selection (PatchCore §3.2), exact, on a CPU.
 
-The textbook loop keeps, for every bank row, its distance to the nearest selected centre and
-streams the whole bank (N × d floats) once per pick.  We select exactly the same points, but
-prune with the triangle inequality:
+The textbook loop keeps, for every bank row, its distance to the nearest selected centre (its
+*min-distance*) and, for every pick, streams the whole bank once to lower it: N × k distances.
+We pick the same points (the farthest row each time, exactly, up to float32 rounding), with far
+less work, in a way that does not lean on the data being easy:
 
-* each row remembers its nearest centre and the distance to it; each centre keeps its radius
-  (the distance of its farthest member) and that member;
-* the next pick is the farthest member of the centre with the largest radius (the global
-  argmax of the min-distance vector, found in O(|C|));
-* a new centre c can only take rows from centre j when ``||c - c_j|| < 2·radius_j``, and within
-  such a centre only the rows x with ``||x - c_j|| > ||c - c_j|| / 2`` (otherwise
-  ``||x - c|| >= ||c - c_j|| - ||x - c_j|| >= ||x - c_j||``).
+* **Cells.**  The rows are grouped once into about N/512 compact cells (k-means on their 32
+  leading principal coordinates), stored contiguously.  Each cell keeps its centroid, its rows'
+  distances to it (rows sorted farthest first) and an upper bound on its rows' min-distances.
+* **Lazy updates.**  A cell is brought up to date only when its bound is the largest of all: the
+  centres picked since its last update are applied to it in one go, then its bound is exact.
+  When the cell with the largest bound is up to date, its farthest row is the next pick: every
+  other cell's bound is at least its true largest min-distance.  Cells far from where the picks
+  fall are rarely updated; each update works on one cell's rows, which stay in cache.
+* **Pruning that holds on homogeneous data.**  A centre c can only lower the min-distance m of a
+  row x when ``||x - c|| < m``.  Per cell: skip c when ``||c - centroid|| - radius >= bound``, and
+  within the cell consider only the rows farther from the centroid than ``||c - centroid|| - bound``
+  (a prefix, rows being sorted).  The triangle inequality rejects little when all patches look
+  alike (magnetic_tile: 34% of the N × k pairs survive it), so every surviving row is then checked
+  on its first 8 principal coordinates, for all rows of the cell at once (coordinate-major copies,
+  vectorised): a partial sum of squares already >= m² rules the row out (about 92% there), the
+  rest are summed to 32 coordinates and then in full.
+* **One core.**  The selection runs on one thread: splitting each update across the two cores
+  of our machines doubled its CPU time and its wall time whenever other jobs shared them (threads
+  wait for each other at every pick), and the previous, threaded loop ran 20-100 times slower.
 
-Each pick then makes one pass over 8 bytes per row (centre id, distance), split across the cores
-in contiguous slices, and computes full distances only for the rows that can move: about 3% of them
-on bottle.  Each slice keeps its own farthest member per centre; merged in slice order, they give
-exactly the single-threaded picks.  We first kept
-per-centre member lists to avoid even that pass, but walking them jumps around memory: on
-magnetic-tile features, where far more rows stay candidates, it ran 5 times slower than this scan.
-Distances are computed on a fixed random projection to ``projection_dim`` dimensions
-(Johnson-Lindenstrauss), or on the features themselves when they have no more dimensions than
-that, rotated onto their principal axes so that partial sums exit early.  The loops are compiled
-with numba and run in chunks so that progress is reported and cancellation checked between them.
+The picks are the exact greedy ones in float32 arithmetic; another summation order (the previous
+implementation's, for one) can swap two rows whose distances agree to float32 rounding (about
+1e-7), which on real banks changes the order of two picks, not the set (README, "PatchCore
+details"; ``docs/results/coreset_speed.md``).  Distances are computed on a fixed random
+projection to ``projection_dim`` dimensions (Johnson-Lindenstrauss), or on the features
+themselves when they have no more dimensions than that, rotated onto their principal axes (an
+isometry).  The loops are compiled with numba and run in chunks of picks, so that progress is
+reported and cancellation checked between them.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
+import faiss
 import numba
 import numpy as np
 
 from .jobs import Job, as_job
 
 
-_HEAD_DIMS = 32  # leading (principal) dimensions summed before the first early-exit test (measured best)
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _dist2_bounded(a, b, lim):
-    """Squared distance of rows a and b, or a partial sum >= lim as soon as it exceeds lim.
-
-    Rows are rotated onto their principal axes, so the first few dimensions carry most of the
-    spread and most comparisons stop there."""
-    d = a.shape[0]
-    h = min(_HEAD_DIMS, d)
-    s = 0.0
-    for t in range(h):
-        diff = a[t] - b[t]
-        s += diff * diff
-    if s >= lim:
-        return s
-    for t in range(h, d):
-        diff = a[t] - b[t]
-        s += diff * diff
-    return s
+_HEAD = 8            # principal coordinates compared for all rows of a cell at once
+_MID = 32            # coordinates summed before the second early exit
+_CELL_ROWS = 512     # rows per cell, on average (measured: 256-1024 within 20% on bottle and magnetic_tile)
+_KMEANS_DIMS = 32    # principal coordinates the cells are clustered on
 
 
 @numba.njit(cache=True, fastmath=True)
-def _init_state(x, start, assign, mind):
-    n = x.shape[0]
-    far = 0
-    best = -1.0
-    for i in range(n):
-        mind[i] = np.sqrt(_dist2_bounded(x[i], x[start], np.inf))
-        assign[i] = 0
-        if mind[i] > best:
-            best = mind[i]
-            far = i
-    return far, best
+def _refresh(g, k, x, xh, cs, mu, e, orig, cx, mind, mind2, bound, best_row, done, acc, idx):
+    """Apply centres ``done[g]..k-1`` to the rows of cell ``g``; then its bound is exact."""
+    lo, hi = cs[g], cs[g + 1]
+    d = x.shape[1]
+    b = bound[g]
+    for j in range(done[g], k):
+        dc2 = 0.0
+        for q in range(d):
+            df = cx[j, q] - mu[g, q]
+            dc2 += df * df
+        dc = np.sqrt(dc2)
+        reach = dc - b                    # rows no farther than this from the centroid cannot move
+        if e[lo] <= reach:
+            continue
+        # rows are sorted by distance to the centroid, farthest first: the candidates are a prefix
+        a, z = lo, hi
+        while a < z:
+            mid = (a + z) // 2
+            if e[mid] > reach:
+                a = mid + 1
+            else:
+                z = mid
+        n = a - lo
+        # partial sums over the leading coordinates, for all candidate rows at once
+        c0 = cx[j, 0]
+        for i in range(n):
+            df = xh[0, lo + i] - c0
+            acc[i] = df * df
+        for q in range(1, _HEAD - 1):
+            cq = cx[j, q]
+            for i in range(n):
+                df = xh[q, lo + i] - cq
+                acc[i] += df * df
+        cq = cx[j, _HEAD - 1]
+        cnt = 0
+        for i in range(n):               # last coordinate, test and branch-free compaction
+            df = xh[_HEAD - 1, lo + i] - cq
+            s = acc[i] + df * df
+            acc[i] = s
+            idx[cnt] = i
+            cnt += (s < mind2[lo + i]) & (dc - e[lo + i] < mind[lo + i])
+        for u in range(cnt):
+            i = lo + idx[u]
+            lim = mind2[i]
+            s = acc[idx[u]]
+            for q in range(_HEAD, _MID):
+                df = x[i, q] - cx[j, q]
+                s += df * df
+            if s >= lim:
+                continue
+            for q in range(_MID, d):
+                df = x[i, q] - cx[j, q]
+                s += df * df
+            if s < lim:
+                mind2[i] = s
+                mind[i] = np.sqrt(s)
+    done[g] = k
+    mb = np.float32(-1.0)
+    am = lo
+    for i in range(lo, hi):              # ties: the lowest original row, as the textbook loop
+        if mind[i] > mb or (mind[i] == mb and orig[i] < orig[am]):
+            mb = mind[i]
+            am = i
+    bound[g] = mb
+    best_row[g] = am
 
 
-@numba.njit(cache=True, fastmath=True, parallel=True)
-def _select(x, cx, sel, k0, k1, assign, mind, radius, farthest, half, affected, slot, aff_list,
-            bounds, loc_r, loc_f):
-    """Pick centres k0..k1-1 (sel[:k0] already chosen, cx[j] = x[sel[j]]). Mutates the state.
+@numba.njit(cache=True, fastmath=True)
+def _select(k0, k1, x, xh, cs, mu, e, orig, cx, sel, mind, mind2, bound, best_row, done, acc, idx):
+    """Pick centres k0..k1-1 (``sel[:k0]`` chosen, ``cx[j] = x[sel[j]]``).  Mutates the state.
 
-    The pass over the rows runs on ``len(bounds) - 1`` threads, each over its own contiguous
-    slice of rows, keeping its own farthest member per affected centre (``loc_r``, ``loc_f``);
-    merged in slice order with the same strict comparison, they give exactly the sequential
-    result, ties included."""
-    n_threads = bounds.shape[0] - 1
-    for k in range(k0, k1):
-        # next pick: the farthest member of the centre with the largest radius
-        jbest = 0
-        rbest = -1.0
-        for j in range(k):
-            if radius[j] > rbest:
-                rbest = radius[j]
-                jbest = j
-        c = farthest[jbest]
+    The next pick is the best row of the cell with the largest bound once that cell is up to
+    date.  Ties between bounds go to a cell that is not up to date (so that it is updated first),
+    then to the lowest original row, as in the textbook loop: the picks do not depend on the order
+    in which cells were updated."""
+    n_cells = cs.shape[0] - 1
+    k = k0
+    while k < k1:
+        g = 0
+        gb = np.float32(-np.inf)
+        g_stale = False
+        for h in range(n_cells):
+            bh = bound[h]
+            sh = done[h] < k
+            if bh > gb or (bh == gb and not g_stale and (sh or orig[best_row[h]] < orig[best_row[g]])):
+                gb = bh
+                g = h
+                g_stale = sh
+        if g_stale:
+            _refresh(g, k, x, xh, cs, mu, e, orig, cx, mind, mind2, bound, best_row, done, acc, idx)
+            continue
+        c = best_row[g]
         sel[k] = c
         cx[k] = x[c]
-        xc = cx[k]
-        radius[k] = 0.0
-        farthest[k] = c
-        affected[k] = False
-        # centres that can lose members to c; their radius is recomputed by the scan below
-        n_affected = 0
-        for j in range(k):
-            affected[j] = False
-            r = radius[j]
-            if r <= 0.0:
-                continue
-            lim = 4.0 * r * r
-            d2 = _dist2_bounded(xc, cx[j], lim)
-            if d2 < lim:
-                affected[j] = True
-                half[j] = 0.5 * np.sqrt(d2)
-                radius[j] = 0.0
-                farthest[j] = sel[j]
-                slot[j] = n_affected
-                aff_list[n_affected] = j
-                n_affected += 1
-        if n_affected == 0:
-            continue
-        new = n_affected                     # the slot of the new centre
-        # one sequential pass over the rows (8 bytes each unless a distance is needed): a member x
-        # of an affected centre j can only move when ||x - c_j|| > ||c - c_j|| / 2
-        for t in numba.prange(n_threads):
-            for q in range(new + 1):
-                loc_r[t, q] = 0.0
-                loc_f[t, q] = -1
-            for i in range(bounds[t], bounds[t + 1]):
-                j = assign[i]
-                if not affected[j]:
-                    continue
-                m = mind[i]
-                if m > half[j]:
-                    d2 = _dist2_bounded(x[i], xc, m * m)
-                    if d2 < m * m:
-                        m = np.sqrt(d2)
-                        mind[i] = m
-                        assign[i] = k
-                        if m > loc_r[t, new]:
-                            loc_r[t, new] = m
-                            loc_f[t, new] = i
-                        continue
-                q = slot[j]
-                if m > loc_r[t, q]:
-                    loc_r[t, q] = m
-                    loc_f[t, q] = i
-        for t in range(n_threads):
-            for q in range(new + 1):
-                j = k if q == new else aff_list[q]
-                if loc_r[t, q] > radius[j]:
-                    radius[j] = loc_r[t, q]
-                    farthest[j] = loc_f[t, q]
+        k += 1
 
 
 def _principal_rotation(x: np.ndarray, seed: int, sample: int = 20000) -> np.ndarray:
@@ -160,6 +161,19 @@ def _principal_rotation(x: np.ndarray, seed: int, sample: int = 20000) -> np.nda
     return np.ascontiguousarray((x - mean.astype(np.float32)) @ basis)
 
 
+def _cells(x: np.ndarray, seed: int) -> np.ndarray:
+    """A cell number for each row: k-means on the leading principal coordinates.  The cells only
+    decide how much work the selection does, never what it picks."""
+    n_cells = max(1, len(x) // _CELL_ROWS)
+    if n_cells == 1:
+        return np.zeros(len(x), np.int64)
+    lead = np.ascontiguousarray(x[:, :_KMEANS_DIMS])
+    km = faiss.Kmeans(lead.shape[1], n_cells, niter=8, seed=seed, max_points_per_centroid=32)
+    km.train(lead)
+    _, cell = km.index.search(lead, 1)
+    return cell[:, 0].astype(np.int64)
+
+
 def random_projection(dim_in: int, dim_out: int, seed: int) -> np.ndarray:
     """A fixed Gaussian projection matrix (dim_in, dim_out) scaled to preserve distances."""
     rng = np.random.default_rng(seed)
@@ -167,13 +181,10 @@ def random_projection(dim_in: int, dim_out: int, seed: int) -> np.ndarray:
 
 
 def greedy_coreset(features: np.ndarray, ratio: float = 0.1, projection_dim: int = 128,
-                   seed: int = 0, job: Optional[Job] = None, chunk: int = 256,
-                   threads: Optional[int] = None) -> np.ndarray:
+                   seed: int = 0, job: Optional[Job] = None, chunk: int = 256) -> np.ndarray:
     """Indices of the greedy k-center coreset of ``features`` (N, D), in selection order.
 
-    ``ratio`` is the fraction kept (at least one row).  Deterministic for a given ``seed``, and the
-    same whatever the number of ``threads`` (default: numba's, one per core; banks under 40k rows
-    use fewer).
+    ``ratio`` is the fraction kept (at least one row).  Deterministic for a given ``seed``.
     """
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
@@ -187,55 +198,65 @@ def greedy_coreset(features: np.ndarray, ratio: float = 0.1, projection_dim: int
     if x.shape[1] > projection_dim:
         x = x @ random_projection(x.shape[1], projection_dim, seed)
     start = int(np.random.default_rng(seed).integers(n))
-    return greedy_kcenter(x, n_select, start, seed, job, chunk, threads)
+    return greedy_kcenter(x, n_select, start, seed, job, chunk)
 
 
 def greedy_kcenter(x: np.ndarray, n_select: int, start: int, seed: int = 0, job: Optional[Job] = None,
-                   chunk: int = 256, threads: Optional[int] = None) -> np.ndarray:
+                   chunk: int = 256) -> np.ndarray:
     """The greedy k-center loop itself: ``n_select`` row indices of ``x`` (N, d), in selection order,
-    from row ``start``, with distances on ``x`` as given (no projection).  ``seed`` only picks the
-    sample that orients the principal axes, which leaves the picks unchanged."""
+    from row ``start``, with distances on ``x`` as given (no projection).  ``seed`` only orients
+    the principal axes and seeds the cells, which leaves the picks unchanged."""
     job = as_job(job)
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[0]
-    # rotate onto principal axes (early exits in the distance loops) and sort rows along the
-    # first axis (rows of one centre then sit close together in memory)
     x = _principal_rotation(x, seed)
-    order = np.argsort(x[:, 0], kind="stable")
-    x = np.ascontiguousarray(x[order])
-    start = int(np.argsort(order)[start])
+    if x.shape[1] < _MID:        # the loops read _MID coordinates: pad with zeros (distances unchanged)
+        x = np.pad(x, ((0, 0), (0, _MID - x.shape[1])))
+    job.step("coreset", 0, n_select)          # (cancellable before the cells, which take a few seconds)
+    cell = _cells(x, seed)
+    job.check()
+    n_cells = int(cell.max()) + 1
+    counts = np.bincount(cell, minlength=n_cells)
+    cs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    by_cell = np.argsort(cell, kind="stable")
+    x = np.ascontiguousarray(x[by_cell])
+    cell = cell[by_cell]
+    full = counts > 0
+    centroids = np.zeros((n_cells, x.shape[1]), np.float32)
+    centroids[full] = np.add.reduceat(x, cs[:-1][full], axis=0, dtype=np.float64) / counts[full, None]
+    to_centroid = np.empty(n, np.float32)
+    for a in range(0, n, 65536):
+        b = min(n, a + 65536)
+        to_centroid[a:b] = np.linalg.norm(x[a:b] - centroids[cell[a:b]], axis=1)
+    # rows of a cell together, farthest from its centroid first (ties: original order)
+    within = np.lexsort((by_cell, -to_centroid, cell))
+    x = np.ascontiguousarray(x[within])
+    e = np.ascontiguousarray(to_centroid[within])
+    order = by_cell[within]
+    xh = np.ascontiguousarray(x[:, :_HEAD].T)
+    del cell, to_centroid, by_cell, within
 
-    assign = np.empty(n, np.int32)
-    mind = np.empty(n, np.float32)
-    radius = np.zeros(n_select, np.float32)
-    half = np.zeros(n_select, np.float32)
-    affected = np.zeros(n_select, np.bool_)
-    farthest = np.zeros(n_select, np.int64)
+    widest = int(counts.max())
+    acc = np.zeros(widest, np.float32)
+    idx = np.zeros(widest, np.int64)
+    mind = np.full(n, np.inf, np.float32)
+    mind2 = np.full(n, np.inf, np.float32)
+    bound = np.where(counts > 0, np.inf, -1.0).astype(np.float32)     # empty cells are never updated
+    best_row = np.zeros(n_cells, np.int64)
+    done = np.zeros(n_cells, np.int64)
     sel = np.empty(n_select, np.int64)
     cx = np.empty((n_select, x.shape[1]), np.float32)
-
-    slot = np.zeros(n_select, np.int64)
-    aff_list = np.zeros(n_select, np.int64)
-    if threads is None:       # small banks: one thread, no start-up cost per pick
-        threads = min(numba.get_num_threads(), n // 20000 or 1)
-    threads = max(1, min(int(threads), n))
-    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
-    loc_r = np.zeros((threads, n_select + 1), np.float32)
-    loc_f = np.zeros((threads, n_select + 1), np.int64)
-
-    far, r0 = _init_state(x, start, assign, mind)
-    sel[0] = start
-    cx[0] = x[start]
-    radius[0] = r0
-    farthest[0] = far
-    done = 1
-    job.step("coreset", done, n_select)
-    while done < n_select:
-        upto = min(n_select, done + chunk)
-        _select(x, cx, sel, done, upto, assign, mind, radius, farthest, half, affected, slot, aff_list,
-                bounds, loc_r, loc_f)
-        done = upto
-        job.step("coreset", done, n_select)
+    first = int(np.flatnonzero(order == start)[0])
+    sel[0] = first
+    cx[0] = x[first]
+    done_picks = 1
+    job.step("coreset", done_picks, n_select)
+    while done_picks < n_select:
+        upto = min(n_select, done_picks + chunk)
+        _select(done_picks, upto, x, xh, cs, centroids, e, order, cx, sel, mind, mind2, bound, best_row, done,
+                acc, idx)
+        done_picks = upto
+        job.step("coreset", done_picks, n_select)
     return order[sel]
 
 

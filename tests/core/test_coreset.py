@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from inspector.core import coreset
 from inspector.core.coreset import greedy_coreset, greedy_coreset_reference, greedy_kcenter
 from inspector.core.jobs import Cancelled, CancelToken, Job
 
@@ -22,6 +23,37 @@ def test_same_selection_as_the_textbook_loop():
     sel = greedy_coreset(x, 0.05, seed=5)
     ref = greedy_coreset_reference(x, len(sel), _start(len(x), 5))
     np.testing.assert_array_equal(sel, ref)
+
+
+def test_same_selection_as_the_textbook_loop_on_homogeneous_data():
+    # one wide Gaussian cloud in 48 dimensions, as magnetic_tile's patches: the triangle
+    # inequality rejects little there, the selection must still be exact (and split into cells)
+    x = np.random.default_rng(11).standard_normal((4000, 48)).astype(np.float32)
+    assert len(np.unique(coreset._cells(coreset._principal_rotation(x, 0), 0))) >= 4
+    sel = greedy_coreset(x, 0.05, seed=2)
+    np.testing.assert_array_equal(sel, greedy_coreset_reference(x, len(sel), _start(len(x), 2)))
+
+
+def test_same_selection_as_the_textbook_loop_on_clustered_data():
+    # tight clusters of different sizes and spreads, as patches of objects on a plain background
+    rng = np.random.default_rng(12)
+    centres = rng.uniform(-20, 20, (12, 16))
+    sizes = rng.integers(50, 800, 12)
+    spreads = rng.uniform(0.1, 3.0, 12)
+    x = np.concatenate([c + s * rng.standard_normal((n, 16)) for c, n, s in zip(centres, sizes, spreads)])
+    x = x.astype(np.float32)
+    sel = greedy_coreset(x, 0.08, seed=4)
+    np.testing.assert_array_equal(sel, greedy_coreset_reference(x, len(sel), _start(len(x), 4)))
+
+
+def test_cells_change_the_work_not_the_picks(monkeypatch):
+    x = np.random.default_rng(13).standard_normal((3000, 24)).astype(np.float32)
+    picks = []
+    for rows_per_cell in (100, 512, 5000):          # 30 cells, 5 cells, one cell
+        monkeypatch.setattr(coreset, "_CELL_ROWS", rows_per_cell)
+        picks.append(greedy_coreset(x, 0.05, seed=6))
+    np.testing.assert_array_equal(picks[0], picks[1])
+    np.testing.assert_array_equal(picks[0], picks[2])
 
 
 def test_kcenter_loop_starts_where_it_is_told():
@@ -76,15 +108,14 @@ def test_bad_ratio_is_refused():
         greedy_coreset(np.zeros((10, 2), np.float32), 0.0)
 
 
-def test_threads_split_the_rows_without_changing_a_pick():
-    x = np.random.default_rng(9).standard_normal((3000, 8)).astype(np.float32)
-    three = greedy_coreset(x, 0.05, seed=3, threads=3)
-    np.testing.assert_array_equal(three, greedy_coreset_reference(x, len(three), _start(len(x), 3)))
-    # duplicated rows make exact ties for a centre's farthest member: the per-thread maxima must
-    # merge to the one the single loop keeps
-    # (three far points, 400 copies each; 7 slices of 257 rows, so every group of copies straddles
-    # a slice boundary)
+def test_ties_do_not_depend_on_the_order_cells_are_updated(monkeypatch):
+    # duplicated rows make exact ties between rows and between cells' bounds: with cells of any
+    # size (so other cells are brought up to date in another order) the picks stay those of the
+    # textbook loop, which takes the lowest index among equally far rows
+    x = np.random.default_rng(9).standard_normal((600, 8)).astype(np.float32)
     far = np.repeat(9 * np.eye(8, dtype=np.float32)[:3], 400, axis=0)
-    dup = np.concatenate([x[:600], far])
-    np.testing.assert_array_equal(greedy_coreset(dup, 0.1, seed=3, threads=1),
-                                  greedy_coreset(dup, 0.1, seed=3, threads=7))
+    dup = np.concatenate([x, far])
+    ref = greedy_coreset_reference(dup, 180, _start(len(dup), 3))
+    for rows_per_cell in (64, 300, 5000):
+        monkeypatch.setattr(coreset, "_CELL_ROWS", rows_per_cell)
+        np.testing.assert_array_equal(greedy_coreset(dup, 0.1, seed=3), ref)
