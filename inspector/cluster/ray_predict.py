@@ -172,8 +172,8 @@ class RayRun:
 
 def _weights_file(meta: Dict, weights: Optional[str]) -> Optional[Path]:
     """The backbone weights file a local load would use, if it is a file (it then travels via Ray)."""
-    from ..core.modelfile import _weights_request
-    path = _weights_request(meta, weights).get("weights")
+    from ..core.backbone_specs import weights_request
+    path = weights_request(meta["weights"], weights).get("weights")
     return Path(path) if path and Path(path).is_file() else None
 
 

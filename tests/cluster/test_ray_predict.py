@@ -24,7 +24,7 @@ except ImportError:
 
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason='Ray is not installed (pip install -e ".[cluster]")')
 FAST = ["--backbone", "resnet18", "--random-weights", "--resize", "64", "--coreset", "0.5", "-q"]
-COLUMNS = ["path", "status", "score", "verdict", "threshold", "model", "overlay"]
+COLUMNS = ["path", "status", "score", "verdict", "threshold", "model", "overlay", "note"]   # as predict
 NOT_READABLE = "skipped: not a readable image (damaged or unsupported format)"
 
 

@@ -25,7 +25,7 @@ from inspector.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--backbone", "resnet18", "--random-weights", "--resize", "64", "--coreset", "0.5", "-q"]
-COLUMNS = ["path", "status", "score", "verdict", "threshold", "model", "overlay"]
+COLUMNS = ["path", "status", "score", "verdict", "threshold", "model", "overlay", "note"]
 
 
 @pytest.fixture(scope="module")
