@@ -454,7 +454,7 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_advise(args) -> int:
-    from .core.advisor import advise
+    from .core.methods.advisor import advise
     from .core.datasets import is_mvtec_category, load_mvtec_category, training_images
     paths = training_images(args.data_dir)
     n_anomalies = 0
@@ -468,8 +468,7 @@ def cmd_advise(args) -> int:
     print(advice.sentence)
     print(f"measured on {advice.n_images} good images:")
     print(advice.table())
-    print(f"train with: --method {advice.method} --align {advice.align}"
-          + (f" (N-pad: --align {advice.npad_align})" if advice.method != "npad" else ""))
+    print(f"train with: {advice.train_flags()}")
     if args.json:
         Path(args.json).write_text(json.dumps(advice.to_json(), indent=2))
     return 0

@@ -83,7 +83,7 @@ INDEX_PARAMS = {
         "nlist": _int(1, 1 << 24, null=True),
         "nprobe": _int(1, 1 << 24, null=True),
         "k_factor": _num(1, 1 << 16),
-        "pca_dim": _int(1, 1 << 16, null=True),
+        "pca_dim": _int(0, 1 << 16, null=True),      # 0: no projection (a small bank, search.py)
         "m": _int(1, 1024),
         "ef_construction": _int(1, 1 << 20),
         "ef_search": _int(1, 1 << 20),
@@ -154,7 +154,7 @@ SCHEMA = {
                 "k_channels": _int(1, 1 << 16),
                 "n_centroids": _int(0, BIG),
                 "model_bytes": _int(0, BIG),
-                "apc": {"type": "object"},
+                # a method's own entries are checked by its from_state (modelfile turns what it raises into one line)
             },
         },
         "feature_dim": _int(1, 1 << 16),

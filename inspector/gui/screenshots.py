@@ -229,6 +229,7 @@ def render_station(outdir: Path, use_shared: bool = True) -> Path:
     from .app import create_app
     from .main_window import MainWindow
     from ..core.images import list_images
+    from ..core.methods.catalog import DEFAULT_METHOD
     from ..project.demo import make_mvtec
     from ..project.training_run import train_project_model
 
@@ -246,7 +247,7 @@ def render_station(outdir: Path, use_shared: bool = True) -> Path:
     w.project.add_folder(data / "train" / "good", "train")
     settings = ({"backbone": "mobilenet_v2", "weights": str(MOBILENET), "resize": 224} if real else
                 {"backbone": "resnet18", "random_weights": True, "resize": 128})
-    train_project_model(w.project, {"method": "patchcore", **settings}, name="bottle-v1" if real else "weave-v1",
+    train_project_model(w.project, {"method": DEFAULT_METHOD, **settings}, name="bottle-v1" if real else "weave-v1",
                         inspect_test=False)
     w._model_changed()
     camera = work / "camera"

@@ -66,7 +66,7 @@ def anomalies_text(n: int, with_mask: int) -> str:
 
 def advise_on(paths, n_anomalies: int, job=None):
     """The engine's method advisor (run in a worker thread: it reads and registers the images)."""
-    from ..core.advisor import advise
+    from ..core.methods.advisor import advise
     return advise(paths, n_anomalies, job=job)
 
 

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..core.jobs import Job, as_job
+from ..core.methods.catalog import DEFAULT_METHOD
 from .handoff import Outbox, OwnedJob
 from .inspection import score_batches
 from .store import PENDING_MAPS, Project, ProjectError, map_rel
@@ -118,7 +119,10 @@ def run_training(plan: TrainPlan, job: Optional[Job] = None, deliver=None) -> Tr
     meta.update({"n_train": result.n_train, "train_seconds": round(result.seconds, 2),
                  "threshold_detail": model.image_threshold.detail})
     if plan.anomaly_ids:
-        meta["trained_on_anomalies"] = list(plan.anomaly_ids)
+        # the labelled anomalies it learnt from: those it could read (a method lists what it skipped)
+        unread = {str(path) for path, _ in model.skipped_anomalies()}
+        meta["trained_on_anomalies"] = [iid for iid, (path, _) in zip(plan.anomaly_ids, plan.anomalies)
+                                        if str(path) not in unread]
     job.step("saving the model", 1, 1)
     deliveries: List[tuple] = []
     test_scores: List[Tuple[float, Optional[str]]] = []
@@ -165,13 +169,15 @@ class TrainingJob(OwnedJob):
             raise ProjectError("the project has no good images to train on: add a folder of good parts "
                                "(or an MVTec-style folder) first")
         settings = self.settings
-        method = settings.get("method", "patchcore") if isinstance(settings, dict) else settings.method
+        method = settings.get("method", DEFAULT_METHOD) if isinstance(settings, dict) else settings.method
         has_anomalies = bool(settings.get("anomalies") if isinstance(settings, dict) else settings.anomalies)
         anomalies, anomaly_ids = [], []
         if self.use_labelled_anomalies and not has_anomalies:
             train_paths = {r.path for r in rows}
-            anomaly_ids = [r.id for r in p.labelled_anomalies()]
-            anomalies = [(a, m) for a, m in p.anomaly_pairs() if a not in train_paths]
+            pairs = dict(p.anomaly_pairs())
+            chosen = [r for r in p.labelled_anomalies() if r.path not in train_paths]
+            anomaly_ids = [r.id for r in chosen]
+            anomalies = [(r.path, pairs.get(r.path)) for r in chosen]
         test = [r for r in p.images(split="test") if r.readable is not False] if self.inspect_test else []
         self.plan = TrainPlan(str(p.folder), settings, self.name, str(p.new_model_path(self.name or method)),
                               f"{PENDING_MAPS}{uuid.uuid4().hex[:12]}", [(r.id, r.path) for r in rows],

@@ -34,6 +34,7 @@ import numpy as np
 from ..core import metrics
 from ..core.datasets import load_mvtec_category
 from ..core.jobs import Job
+from ..core.methods import catalog
 from ..core.modelfile import load_model, save_model
 from ..core.pipeline.training import TrainSettings, train_model
 from ..core.pipeline.update import add_normal_images
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("categories", nargs="+", help="MVTec-layout category folders")
     p.add_argument("--weights", required=True, help="backbone weights file")
     p.add_argument("--backbone", default="mobilenet_v2")
-    p.add_argument("--method", default="patchcore")
+    p.add_argument("--method", default=catalog.DEFAULT_METHOD)
     p.add_argument("--coreset", type=float, default=0.1)
     p.add_argument("--fraction", type=float, default=0.2, help="share of train/good added with update (default 0.2)")
     p.add_argument("--top-normal", type=int, default=10)
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", help="keep the models here (default: a temporary folder)")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
-    options = {"coreset_ratio": args.coreset} if args.method in ("patchcore", "apc") else {}
+    options = {"coreset_ratio": args.coreset} if catalog.get(args.method).has_option("coreset_ratio") else {}
     settings = TrainSettings(method=args.method, backbone=args.backbone, weights=args.weights, resize=256, crop=224,
                              holdout=0, seed=args.seed, options=options)
     bar = TerminalProgress(enabled=not args.quiet)

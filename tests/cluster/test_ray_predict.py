@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import texture, with_defect, write_rgb
+from helpers import texture, with_defect, write_rgb
 from inspector.cli import main
 
 try:
@@ -93,7 +93,7 @@ def test_local_instance_matches_in_process_predict(model_and_images, tmp_path, c
     assert len(table) == 8 and len({r["path"] for r in table}) == 8          # one row per input
     by_path = {r["path"]: r for r in table}
     assert by_path[str(folder / "corrupt.png")]["status"] == NOT_READABLE
-    assert by_path[str(missing)]["status"] == "skipped: file not found"
+    assert by_path[str(missing)]["status"] == "skipped: not found"
     expected = reference(model, folder)
     assert set(expected) == {p for p, r in by_path.items() if r["status"] == "ok"}
     for path, (score, verdict) in expected.items():

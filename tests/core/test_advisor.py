@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import part, write_rgb
+from helpers import part, write_rgb
 from inspector.cli import main
-from inspector.core.advisor import AlignmentMeasure, advise, decide
+from inspector.core.methods.advisor import AlignmentMeasure, advise, decide
 from inspector.core.errors import DatasetError
 from inspector.core.images import list_images
 

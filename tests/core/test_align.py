@@ -4,19 +4,18 @@ unregistrable images flagged and still scored."""
 import csv
 import json
 import re
-import zipfile
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import assert_same_predictions, part, write_rgb
+from helpers import assert_same_predictions, part, rewrite_metadata, write_rgb
 from inspector.cli import main
 from inspector.core.align import (NoAlign, RigidAlign, TranslationAlign, alignment_from_state, grey,
                                   make_alignment)
 from inspector.core.errors import InspectorError, ModelFileError
 from inspector.core.images import list_images
-from inspector.core.modelfile import META_NAME, load_model, read_metadata, save_model
+from inspector.core.modelfile import load_model, read_metadata, save_model
 from inspector.core.pipeline.training import TrainSettings, train_model
 from inspector.core.preprocess import Preprocess
 
@@ -159,15 +158,8 @@ def test_a_model_file_without_alignment_loads_as_none(tmp_path, good_dir):
                                                                   resize=64, holdout=1)).model
     path = save_model(model, tmp_path / "plain.inspector")
     assert read_metadata(path)["alignment"] == {"kind": "none"}
-    old = tmp_path / "old.inspector"          # as written before the key existed
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename == META_NAME:
-                meta = json.loads(data)
-                del meta["alignment"]
-                data = json.dumps(meta).encode()
-            dst.writestr(item, data)
+    # as written before the key existed
+    old = rewrite_metadata(path, tmp_path / "old.inspector", lambda meta: meta.pop("alignment"))
     loaded = load_model(old)
     assert isinstance(loaded.preprocess.alignment, NoAlign)
     assert_same_predictions(model, loaded)
@@ -175,15 +167,8 @@ def test_a_model_file_without_alignment_loads_as_none(tmp_path, good_dir):
 
 def test_a_damaged_alignment_is_a_model_file_error(aligned_model, tmp_path):
     path = save_model(aligned_model, tmp_path / "m.inspector")
-    bad = tmp_path / "bad.inspector"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename == META_NAME:
-                meta = json.loads(data)
-                meta["alignment"]["work"] = 64          # the reference array is 128 px
-                data = json.dumps(meta).encode()
-            dst.writestr(item, data)
+    # the reference array is 128 px
+    bad = rewrite_metadata(path, tmp_path / "bad.inspector", lambda meta: meta["alignment"].update(work=64))
     with pytest.raises(ModelFileError, match="unsupported model"):
         load_model(bad)
 

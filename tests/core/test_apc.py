@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_same_predictions, texture, with_defect, write_rgb
+from helpers import assert_same_predictions, texture, with_defect, write_rgb
 from inspector.core.methods.apc.net import (APCNet, APCOutput, Augment, BalancedBatchSampler, Encoder, apc_loss,
                                     soft_dice)
 from inspector.core.backbones import get_spec, load_backbone_module

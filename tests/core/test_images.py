@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import texture
+from helpers import texture
 from inspector.core.errors import DatasetError, ImageReadError
 from inspector.core.images import (DEFAULT_MAX_PIXELS, jpeg_reduction, list_images, max_pixels, read_image,
                                    read_images, read_mask)

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import texture, with_defect, write_rgb
+from helpers import texture, with_defect, write_rgb
 from inspector.core.datasets import Input
 from inspector.core.images import list_images
 from inspector.core.jobs import Cancelled, CancelToken, Job

@@ -254,7 +254,9 @@ def test_state_round_trip_gives_identical_scores(trained, tmp_path):
     import json
     json.dumps(meta)
     assert set(blobs) == {"centroid_index"} and meta["centroid_index_params"]["nlist"] >= 1
-    assert set(arrays) == {"channels", "mu_a", "w_a", "mu_b", "w_b"}     # the centroids live in the index
+    # the centroids live in the index; the statistics kept for updates (keep_statistics, the default) beside
+    assert set(arrays) == {"channels", "mu_a", "w_a", "mu_b", "w_b", "positive_counts",
+                           "stats_x_mean", "stats_x_scatter", "stats_y_mean", "stats_y_scatter"}
     again = NPadModel.from_state(json.loads(json.dumps(meta)), arrays, blobs, pre,
                                  lambda strides: model.extractor)
     rng = np.random.default_rng(9)

@@ -5,7 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import assert_same_predictions, texture, with_defect
+from helpers import assert_same_predictions, texture, with_defect
 from inspector.core.errors import InspectorError, ModelFileError, WeightsError
 from inspector.core.images import list_images
 from inspector.core.jobs import Cancelled, CancelToken, Job

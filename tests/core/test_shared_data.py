@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import SHARED_WEIGHTS
+from helpers import SHARED_WEIGHTS
 from inspector.core.datasets import load_mvtec_category
 from inspector.research.evaluation import evaluate_category
 from inspector.core.pipeline.training import TrainSettings

@@ -83,7 +83,7 @@ def test_dict_roundtrip_is_json_able():
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="unknown threshold method"):
         Threshold(value=1.0, method="magic", n=1)
-    assert thresholds.METHODS == ("mean+3std", "percentile", "f1-optimal", "manual")
+    assert thresholds.METHODS == ("mean+3std", "percentile", "f1-optimal", "manual", "no-missed-defect")
 
 
 def test_the_verdict_rule_is_one_function_used_by_the_engine():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import texture, with_defect, write_rgb
+from helpers import texture, with_defect, write_rgb
 from inspector.cli import main
 from inspector.core import confusion
 from inspector.core.bank_update import Coverage, continue_selection, estimate_radius, last_pick_radius
@@ -350,7 +350,7 @@ def test_inspector_update_end_to_end(image_dirs, tmp_path, capsys):
     # the new version passes the images it learnt
     res = tmp_path / "res"
     assert main(["predict", str(m2), str(image_dirs / "new-kind"), "-o", str(res), "-q"]) == 0
-    assert "0 anomalous" in capsys.readouterr().out
+    assert "0 flagged anomalous" in capsys.readouterr().out
     # the parent is never overwritten; a mistake is one line, status 2
     for argv, words in ((["update", str(m1), "--add-normal", str(image_dirs / "more"), "-o", str(m1)], "new file"),
                         (["update", str(m1), "--add-normal", str(bad), "-o", str(tmp_path / "x.inspector")],

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import texture, with_defect, write_rgb
+from helpers import texture, with_defect, write_rgb
 from inspector.cli import main
 from inspector.core.pipeline.watch import FolderWatcher
 

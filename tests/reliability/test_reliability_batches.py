@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import texture, write_rgb
+from helpers import texture, write_rgb
 from inspector.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

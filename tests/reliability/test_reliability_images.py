@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import texture, write_rgb
+from helpers import texture, write_rgb
 from inspector.cli import main
 from inspector.core.errors import ImageReadError
 from inspector.core.images import list_images, read_image, read_images

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import pytest
 
-from conftest import assert_same_predictions, texture, write_rgb
+from helpers import assert_same_predictions, texture, write_rgb
 from inspector.cli import main
 from inspector.core.errors import ModelFileError, StorageError
 from inspector.core.images import list_images
@@ -437,7 +437,8 @@ def test_an_unset_threshold_is_null_now_and_was_infinity_before(good_dir, tmp_pa
 
 def test_lineage_alignment_and_new_options_are_room_in_the_schema(saved, tmp_path):
     def add(m):
-        m["lineage"] = {"version": 3, "parent": "m-v2.inspector", "history": [{"version": 1}, {"version": 2}]}
+        m["lineage"] = {"version": 3, "parent": {"file": "m-v2.inspector", "meta_sha256": "0" * 64, "uuid": "u2"},
+                        "history": [{"version": 1}, {"version": 2}]}
         m["alignment"] = {"kind": "none"}
         m["state"]["options"]["index"] = "ivf-refine"
         m["state"]["index_params"]["future_knob"] = 0.5

@@ -14,7 +14,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -174,15 +174,26 @@ class AnomalyModel(ABC):
         for i in range(0, len(images), batch_size):
             job.check()
             chunk = images[i:i + batch_size]
-            framed = [self.preprocess.framed(im) for im in chunk]
-            scores, maps = self.score_batch(self.preprocess.normalise([f for f, _ in framed]))
-            aligns = self.preprocess.alignment.active
-            for im, (_, reg), s, m in zip(chunk, framed, scores, maps):
-                out.append(Prediction(float(s), self.preprocess.to_original(m, im.shape[:2], reg),
-                                      self.image_threshold.value, self.pixel_threshold.value,
-                                      reg.ok if aligns else None, reg.note()))
+            out.extend(self.predict_framed(chunk, [self.preprocess.framed(im) for im in chunk]))
             job.step("inspecting", min(i + batch_size, len(images)), len(images))
         return out
+
+    def skipped_anomalies(self) -> List[Tuple[str, str]]:
+        """``(path, reason)`` of the labelled anomalous images given to training that the model could
+        not learn from (unreadable); none for methods that learn no anomalies."""
+        return []
+
+    def predict_framed(self, images: Sequence[np.ndarray], framed: Sequence[Tuple[np.ndarray, Any]]
+                       ) -> List[Prediction]:
+        """Predictions for ``images`` already framed by ``preprocess.framed`` (frame, registration):
+        one batch, maps on each original image, alignment failures noted.  The inspect loop frames
+        in its reader thread and scores here, so it predicts exactly as :meth:`predict`."""
+        scores, maps = self.score_batch(self.preprocess.normalise([f for f, _ in framed]))
+        aligns = self.preprocess.alignment.active
+        return [Prediction(float(s), self.preprocess.to_original(m, im.shape[:2], reg),
+                           self.image_threshold.value, self.pixel_threshold.value,
+                           reg.ok if aligns else None, reg.note())
+                for im, (_, reg), s, m in zip(images, framed, scores, maps)]
 
     # -- learning more normal images ------------------------------------------------------
     def extend(self, source: FrameSource, job: Optional[Job] = None) -> Dict:

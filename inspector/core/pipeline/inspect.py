@@ -69,6 +69,7 @@ class _Read:
     path: Path
     image: Optional[np.ndarray] = None
     frame: Optional[np.ndarray] = None
+    registration: Any = None               # to the model's alignment reference (preprocess.framed)
     error: Optional[str] = None
 
 
@@ -93,7 +94,8 @@ def _read_one(key, path: Path, error: Optional[str], preprocess) -> _Read:
         return _Read(key, path, error=error)
     try:
         image = read_image(path)
-        return _Read(key, path, image, preprocess.frame(image))
+        frame, registration = preprocess.framed(image)
+        return _Read(key, path, image, frame, registration)
     except ImageReadError as exc:
         return _Read(key, path, error=exc.reason)
     except MemoryError:
@@ -149,13 +151,8 @@ class _Scorer:
         return out
 
     def _score(self, reads: List[_Read]) -> List[InspectResult]:
-        from ..methods.base import Prediction
-        m = self.model
-        scores, maps = m.score_batch(m.preprocess.normalise([r.frame for r in reads]))
-        return [InspectResult(r.path, OK, Prediction(float(s), m.preprocess.to_original(a, r.image.shape[:2]),
-                                                     m.image_threshold.value, m.pixel_threshold.value),
-                              r.image, r.key)
-                for r, s, a in zip(reads, scores, maps)]
+        preds = self.model.predict_framed([r.image for r in reads], [(r.frame, r.registration) for r in reads])
+        return [InspectResult(r.path, OK, p, r.image, r.key) for r, p in zip(reads, preds)]
 
 
 def inspect_stream(model, items: Iterable, job: Optional[Job] = None, batch_size: int = DEFAULT_BATCH_SIZE,

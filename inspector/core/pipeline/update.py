@@ -95,9 +95,11 @@ def add_normal_images(model: AnomalyModel, parent_path, paths: Sequence, job: Op
     are skipped and listed; none readable is an error."""
     job = as_job(job)
     t0 = time.perf_counter()
-    paths = sorted({Path(p) for p in paths})
+    # paths, or the Inputs of datasets.expand_inputs: an argument that named no image is skipped with its reason
+    not_images = [(Path(p.path), p.error) for p in paths if getattr(p, "error", None)]
+    paths = sorted({Path(getattr(p, "path", p)) for p in paths if not getattr(p, "error", None)})
     if not paths:
-        raise DatasetError("no images to add")
+        raise DatasetError("no images to add" + "".join(f"; {p}: {why}" for p, why in not_images[:3]))
     learnt = already_learnt(model.meta)
     known = [p for p in paths if str(p) in learnt]
     paths = [p for p in paths if str(p) not in learnt]
@@ -106,7 +108,7 @@ def add_normal_images(model: AnomalyModel, parent_path, paths: Sequence, job: Op
                            " (its version history lists them)")
     source = FrameSource(paths, model.preprocess)
     scores, maps, change = model.score_and_extend(source, job)
-    used, skipped = list(source.used), list(source.skipped)
+    used, skipped = list(source.used), not_images + list(source.skipped)
     peaks = maps.reshape(len(scores), -1).max(axis=1) if len(scores) else np.zeros(0)
     note = recalibrate(model, scores, peaks)
     n = len(used)

@@ -95,6 +95,9 @@ class APCModel(PatchCoreModel):
         arrays.update(encoder_arrays(self.extractor))
         return meta, arrays, blobs
 
+    def skipped_anomalies(self):
+        return [(str(p), str(why)) for p, why in (self.apc_options.get("skipped_anomalies") or [])]
+
     @classmethod
     def from_state(cls, meta, arrays, blobs, preprocess, load_backbone):
         def tuned(strides):

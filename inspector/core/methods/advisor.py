@@ -7,7 +7,7 @@ good image holds the same thing at the same place.  The advisor measures exactly
   means explain, ``1 - mean over positions of the variance across images / the total variance``, on
   64-pixel grey copies (the stride-4 grid of a 256-pixel frame).  A part in a fixture reaches 0.99;
   a part that moves, or a surface whose texture differs from part to part, much less;
-* the same after each alignment (:mod:`.align`), with how far the images move: the spread (standard
+* the same after each alignment (:mod:`inspector.core.align`), with how far the images move: the spread (standard
   deviation) of the registration's shift, in % of the image side, and of its rotation, in degrees;
   and how many images could not be registered.
 
@@ -32,11 +32,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .align import ALIGNMENTS, Alignment, grey, make_alignment
-from .errors import DatasetError, ImageReadError, InspectorError
-from .images import read_image
-from .jobs import Job, as_job
-from .preprocess import Preprocess
+from ..align import ALIGNMENTS, Alignment, grey, make_alignment
+from ..errors import DatasetError, ImageReadError, InspectorError
+from ..images import read_image
+from ..jobs import Job, as_job
+from ..preprocess import Preprocess
 
 PER_POSITION = 0.95      # explained share at which a per-position model (N-pad) fits
 MIN_GAIN = 0.25          # an alignment must remove this share of the unexplained variation
@@ -85,6 +85,13 @@ class Advice:
             lines.append(f"{m.align:<12}{100 * m.explained:>9.1f}%{shift:>14}{rot:>17}"
                          f"{m.n_unregistered:>10} of {m.n_images}")
         return "\n".join(lines)
+
+    def train_flags(self) -> str:
+        """The command-line flags that train what is recommended (and N-pad's alignment, if not N-pad)."""
+        text = f"--method {self.method} --align {self.align}"
+        if self.method != "npad":
+            text += f" (N-pad: --align {self.npad_align})"
+        return text
 
     def to_json(self) -> Dict:
         return {"method": self.method, "align": self.align, "npad_align": self.npad_align,
