@@ -614,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--throughput", metavar="DIR", help="time 'predict' and 'watch' on the images of DIR")
     tp.add_argument("--model", metavar="MODEL", help="the model file to time them with")
     tp.add_argument("--against", metavar="TREE", help="also time the predict of another checkout (PYTHONPATH=TREE)")
+    tp.add_argument("--against-model", metavar="MODEL", help="the model file --against's predict reads (default "
+                    "--model; an older checkout may not read today's model format: give it a model it trained)")
     tp.add_argument("--rounds", type=int, default=2, help="alternating rounds of this/--against (default 2)")
     tp.add_argument("--repeats", type=int, default=3, help="the folder given this many times to predict (default 3)")
     tp.add_argument("--batch-sizes", metavar="N,N,...", help="also time predict at these batch sizes")

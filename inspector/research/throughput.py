@@ -142,7 +142,8 @@ def run(args) -> int:
           f"{os.cpu_count()} CPUs; steady images/s (decode to CSV row and overlay) and with start-up:")
     for rnd in range(args.rounds):
         for tree in (trees if rnd % 2 == 0 else trees[::-1]):      # alternate: before/after, after/before
-            r = predict_rate(model, folder, tree, args.repeats)
+            tree_model = getattr(args, "against_model", None) if tree and getattr(args, "against_model", None) else model
+            r = predict_rate(tree_model, folder, tree, args.repeats)
             report["predict"].append(r)
             print(f"  round {rnd + 1} {r['tree']:<28} {r['images_per_second']:7.2f} images/s   "
                   f"({r['images_per_second_with_start']:.2f} with start-up; {r['seconds']:.1f} s for {r['images']})",
