@@ -100,7 +100,8 @@ def estimate_radius(bank: np.ndarray, projection_dim: Optional[int], seed: int,
 
 def continue_selection(bank: np.ndarray, new_rows: np.ndarray, coverage: Coverage,
                        job: Optional[Job] = None, index: Optional[NeighbourIndex] = None,
-                       chunk: int = 4096) -> Tuple[np.ndarray, np.ndarray]:
+                       chunk: int = 4096, upper: Optional[np.ndarray] = None
+                       ) -> Tuple[np.ndarray, np.ndarray]:
     """Greedy k-center selection continued from the centres ``bank`` over ``new_rows``.
 
     Returns ``(picked, distances)``: indices into ``new_rows`` in pick order, and each pick's
@@ -110,7 +111,9 @@ def continue_selection(bank: np.ndarray, new_rows: np.ndarray, coverage: Coverag
     ``index``, a search index over ``bank`` itself, saves most of the exact search when the selection
     measured distances on the features (no projection): any index returns a real bank entry, so its
     distance is an upper bound of the nearest one, and a row it puts within the radius is covered.
-    Only the others are searched exactly; the result is the same.
+    Only the others are searched exactly; the result is the same.  ``upper``, that index's distances
+    for ``new_rows`` already measured (the scoring's, when the rows were scored first), saves the
+    index search too.
     """
     job = as_job(job)
     new_rows = np.asarray(new_rows)
@@ -120,7 +123,11 @@ def continue_selection(bank: np.ndarray, new_rows: np.ndarray, coverage: Coverag
     r = float(coverage.radius)
     todo = np.arange(len(x))
     mind = np.full(len(x), np.inf, np.float32)
-    if index is not None and x.shape[1] == np.asarray(bank).shape[1]:
+    same_space = x.shape[1] == np.asarray(bank).shape[1]
+    if upper is not None and same_space:
+        mind[:] = np.asarray(upper, np.float32).ravel()
+        todo = np.flatnonzero(mind > r)
+    elif index is not None and same_space:
         for i in range(0, len(x), chunk):
             job.step("extending the memory bank", i, 2 * len(x))
             d, _ = index.search(x[i:i + chunk], 1)

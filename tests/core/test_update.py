@@ -76,6 +76,8 @@ def test_bank_extension_keeps_every_centre_and_adds_only_farther_patches(dim):
     if dim == 16:
         index = build_index("ivf-refine", bank)
         assert list(continue_selection(bank, new, cov, index=index)[0]) == list(picked)
+        upper, _ = index.search(new, 1)          # what scoring the rows first already measured
+        assert list(continue_selection(bank, new, cov, index=index, upper=upper[:, 0])[0]) == list(picked)
     # the training rows themselves add nothing
     assert len(continue_selection(bank, rows, cov)[0]) == 0
 
@@ -113,6 +115,21 @@ def test_patchcore_extend_keeps_the_bank_and_grows_by_what_is_new(parent, image_
     assert model.index.size == len(model.bank)
     again = dict(model.extend(FrameSource(list_images(image_dirs / "good"), model.preprocess)))
     assert again["bank_after"] == again["bank_before"]            # its own training images: nothing new
+
+
+def test_scoring_then_learning_grows_the_bank_as_learning_alone(parent, image_dirs):
+    """score_and_extend reuses the scoring's features and bank distances: the same bank, the same
+    scores as scoring first on its own."""
+    new = list_images(image_dirs / "new-kind")
+    alone, scored = load_model(parent), load_model(parent)
+    source = FrameSource(new, scored.preprocess)
+    source.batch_size = len(new)
+    expected = scored.score_batch(next(source.batches()))[0]
+    alone.extend(FrameSource(new, alone.preprocess))
+    scores, maps, change = scored.score_and_extend(FrameSource(new, scored.preprocess))
+    assert change["bank_after"] > change["bank_before"]
+    assert np.array_equal(scored.bank, alone.bank)
+    assert maps.shape[0] == len(new) and np.allclose(scores, expected)
 
 
 def test_a_model_saved_without_its_radius_finds_the_same_one(parent, image_dirs):

@@ -104,12 +104,17 @@ class PatchCoreModel(AnomalyModel):
     def score_batch(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         return self._score_features(self.features(x))
 
-    def _score_features(self, feats: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+    def _score_features(self, feats: torch.Tensor, nearest: Optional[list] = None
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+        """Scores and maps; ``nearest``, when given, gets each patch's distance to the bank entry the
+        index found (an upper bound of the nearest one), in :func:`to_rows`' order."""
         b, d, h, w = feats.shape
         rows = np.ascontiguousarray(to_rows(feats).numpy())
         dist, idx = self.index.search(rows, 1)
         patch_min = dist[:, 0].reshape(b, h * w)
         nn_idx = idx[:, 0].reshape(b, h * w)
+        if nearest is not None:
+            nearest.append(dist[:, 0].copy())
         rows = rows.reshape(b, h * w, d)
         if not self.index.exact:
             certify_maxima(self.bank, rows, patch_min, nn_idx)
@@ -162,26 +167,28 @@ class PatchCoreModel(AnomalyModel):
         return self._learn_rows(np.concatenate(rows), job)
 
     def score_and_extend(self, source: FrameSource, job: Optional[Job] = None):
-        """:meth:`extend`, from the features the scoring extracted (one backbone pass)."""
+        """:meth:`extend`, from the features the scoring extracted (one backbone pass) and the bank
+        distances its search measured (one index search)."""
         job = as_job(job)
         source.batch_size = self.options.batch_size
-        scores, maps, rows = [], [], []
+        scores, maps, rows, nearest = [], [], [], []
         done = 0
         for x in source.batches(job, None):
             feats = self.features(x)
-            s, m = self._score_features(feats)
+            s, m = self._score_features(feats, nearest)
             scores.append(s)
             maps.append(m)
             rows.append(to_rows(feats).numpy())
             done += len(s)
             job.step("scoring the new images (before learning them)", done, len(source))
-        return np.concatenate(scores), np.concatenate(maps), self._learn_rows(np.concatenate(rows), job)
+        learnt = self._learn_rows(np.concatenate(rows), job, np.concatenate(nearest))
+        return np.concatenate(scores), np.concatenate(maps), learnt
 
-    def _learn_rows(self, rows: np.ndarray, job: Job) -> Dict:
+    def _learn_rows(self, rows: np.ndarray, job: Job, nearest: Optional[np.ndarray] = None) -> Dict:
         if self.coverage is None:        # a file from before the radius was recorded
             seed = int((self.meta.get("training") or {}).get("seed") or 0)
             self.coverage = estimate_radius(self.bank, self.options.projection_dim, seed, job)
-        picked, _ = continue_selection(self.bank, rows, self.coverage, job, self.index)
+        picked, _ = continue_selection(self.bank, rows, self.coverage, job, self.index, upper=nearest)
         before = len(self.bank)
         if len(picked):
             # the new entries go into the index as it is (its cells stay those trained on the bank
