@@ -365,25 +365,17 @@ def _summary_page(data: ReportData, counts: Dict, types) -> Figure:
         truth = [("Labelled", f"none of the {c['inspected']} parts has a label from its dataset")]
     y = _table(fig, 0.08, y, truth)
 
-    if types:
-        y = _heading(fig, y - 0.008, "Results per defect type", "the dataset's folders")
-        cols = ((0.08, "type", "left"), (0.45, "parts", "right"), (0.57, "flagged", "right"),
-                (0.69, "passed", "right"), (0.84, "reviewed", "right"))
-        for x, head, ha in cols:
-            fig.text(x, y, head, fontsize=8.5, weight="bold", va="top", ha=ha)
-        shown = types[:MAX_TYPES]
+    if types:                # in one line here; the table and its chart on page 2
+        shown = ", ".join(f"{name} {d['flagged']}/{d['parts']}" for name, d in types[:MAX_TYPES])
         if len(types) > MAX_TYPES:
-            rest = {k: sum(d[k] for _, d in types[MAX_TYPES:]) for k in ("parts", "flagged", "passed", "reviewed")}
-            shown = shown + [(f"{len(types) - MAX_TYPES} other types", rest)]
-        for i, (name, d) in enumerate(shown):
-            yy = y - 0.016 * (i + 1)
-            fig.text(0.08, yy, name, fontsize=8.5, va="top")
-            for (x, key, ha) in cols[1:]:
-                fig.text(x, yy, str(d[key]), fontsize=8.5, va="top", ha=ha)
-        y -= 0.016 * (len(shown) + 1) + 0.006
+            shown += f" and {len(types) - MAX_TYPES} more types"
+        y = _table(fig, 0.08, y, [("Per defect type", f"flagged / parts: {shown} (table on page 2)")])
 
-    _signoff(fig, min(y - 0.01, 0.2))
+    _signoff(fig, min(y - 0.015, SIGNOFF_TOP))
     return fig
+
+
+SIGNOFF_TOP = 0.175             # the sign-off block's top at most (it needs down to 0.05, above the footer)
 
 
 def _signoff(fig: Figure, top: float) -> None:
@@ -398,13 +390,32 @@ def _signoff(fig: Figure, top: float) -> None:
             fig.text(x0, y - 0.004, label, fontsize=7, va="top", color=GREY)
 
 
+def _types_table(fig: Figure, y: float, types) -> float:
+    y = _heading(fig, y, "Results per defect type", "the dataset's folders; reviewed: by the operator")
+    cols = ((0.08, "type", "left"), (0.45, "parts", "right"), (0.57, "flagged", "right"),
+            (0.69, "passed", "right"), (0.84, "reviewed", "right"))
+    for x, head, ha in cols:
+        fig.text(x, y, head, fontsize=8.5, weight="bold", va="top", ha=ha)
+    shown = types[:MAX_TYPES]
+    if len(types) > MAX_TYPES:
+        rest = {k: sum(d[k] for _, d in types[MAX_TYPES:]) for k in ("parts", "flagged", "passed", "reviewed")}
+        shown = shown + [(f"{len(types) - MAX_TYPES} other types", rest)]
+    for i, (name, d) in enumerate(shown):
+        yy = y - 0.016 * (i + 1)
+        fig.text(0.08, yy, name, fontsize=8.5, va="top")
+        for (x, key, ha) in cols[1:]:
+            fig.text(x, yy, str(d[key]), fontsize=8.5, va="top", ha=ha)
+    return y - 0.016 * (len(shown) + 1)
+
+
 def _charts_page(data: ReportData, types) -> Figure:
     model, rows = data.model, data.rows
     fig = Figure(figsize=A4)
-    fig.text(0.08, 0.965, "Score distribution", fontsize=13, weight="bold", va="top")
+    fig.text(0.08, 0.965, "Score distribution" + (" and defect types" if types else ""), fontsize=13,
+             weight="bold", va="top")
     fig.text(0.08, 0.94, "Colours: the dataset's ground truth where it has one, else the operator's decision.",
              fontsize=8.5, va="top", color=GREY)
-    ax = fig.add_axes((0.1, 0.56 if types else 0.3, 0.82, 0.34 if types else 0.55))
+    ax = fig.add_axes((0.1, 0.64 if types else 0.3, 0.82, 0.27 if types else 0.6))
 
     def truth(r: ImageRow) -> Tuple[Optional[str], str]:
         if r.dataset_label is not None:
@@ -439,7 +450,8 @@ def _charts_page(data: ReportData, types) -> Figure:
     ax.set_xlabel("score (higher = more anomalous)")
     ax.set_ylabel("parts")
     if types:
-        bx = fig.add_axes((0.1, 0.12, 0.82, 0.33))
+        _types_table(fig, 0.585, types)
+        bx = fig.add_axes((0.1, 0.08, 0.82, 0.22))
         names = [n for n, _ in types]
         flagged = [d["flagged"] for _, d in types]
         passed = [d["passed"] for _, d in types]

@@ -130,7 +130,7 @@ def test_the_reports_text_keeps_review_dataset_and_threshold_apart(tmp_path, pro
     assert "Dataset ground truth" in first and "Labelled 3 defects, 3 good, 0 without a label" in first
     assert "set automatically by the rule mean+3std at training, 2026-12-01 09:15" in first
     assert "version 1" in first and "Sign-off" in first and "signature" in first
-    assert "Results per defect type" in first and "blob" in first
+    assert "Per defect type" in first and "blob 3/3" in first and "Results per defect type" in text[1]
     for k, page in enumerate(text, 1):
         assert f"Page {k} of {pages}" in page and "line L3 · lot 2026-48-A" in page
     assert "operator: confirmed defect" in text[2] and "dataset: defect (blob)" in text[2]

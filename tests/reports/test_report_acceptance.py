@@ -53,7 +53,7 @@ def _check(text: list, rows, outcome, n_types: int) -> None:
     assert f"Labelled {gt_bad} defects, {gt_good} good, 0 without a label" in first
     assert first.index("Operator review") < first.index("Dataset ground truth")
     if n_types:
-        assert "Results per defect type" in first
+        assert "Per defect type" in first and "Results per defect type" in text[1]
     assert "version 1" in first and "Sign-off" in first
     assert all(f"Page {k} of {len(text)}" in page for k, page in enumerate(text, 1))
 
