@@ -181,3 +181,21 @@ def test_cli_report(tmp_path, project, capsys):
     assert "no model named 'nope'" in err and "weave-v1" in err and "Traceback" not in err
     assert main(["report", str(tmp_path / "missing"), "-o", str(out)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_threshold_records_say_who_and_when_and_survive_a_round_trip():
+    from inspector.core import thresholds as th
+
+    auto = th.mean_std([1.0, 2.0, 3.0, 4.0, 5.0]).stamped("training", when="2026-12-04T08:00:00+00:00")
+    assert th.Threshold.from_dict(auto.to_dict()) == auto
+    assert th.provenance(auto.to_dict()) == ("mean 3 + 3 x std 1.414 of 5 held-out normal images; set automatically "
+                                             "by the rule mean+3std at training, 2026-12-04 08:00")
+    chosen = th.Threshold(2.0, "f1-optimal", 0, "best F1 0.9 on 40 labelled parts").stamped(
+        "threshold panel", who="mia", when="2026-12-05T14:30:00+00:00")
+    assert th.provenance(chosen.to_dict()) == ("set by mia on 2026-12-05 14:30 in the threshold panel (rule: best F1 "
+                                               "on labelled parts); best F1 0.9 on 40 labelled parts")
+    old = th.mean_std([1.0, 2.0, 3.0, 4.0, 5.0]).to_dict()          # a file from before provenance was kept
+    assert set(old) == {"value", "method", "n", "detail"}
+    assert th.provenance(old, "2026-11-01T10:00:00").endswith("when the model was made, 2026-11-01 10:00 "
+                                                              "(the model's date)")
+    assert th.provenance(None) == "how it was set is not recorded"

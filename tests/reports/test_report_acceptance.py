@@ -70,6 +70,13 @@ def test_report_on_generated_images_counts_the_two_reviewed_parts(tmp_path):
         assert len(text) == pages and len(rows) == 8
         _check(text, rows, outcome, n_types=0)
         assert "5-fold cross-fit" in text[0]                # under 100 images: how the scores were held out
+        # the record the report read: in the project's copy of the metadata and in the model file alike
+        from inspector.core.modelfile import read_metadata
+        model = project.model(outcome.model_id)
+        record = model.meta["thresholds"]["image"]
+        assert (record["method"], record["origin"], record["n"]) == (WIZARD_RULE, "training", 10)
+        assert record["when"] and "who" not in record                  # set by its rule, nobody chose it
+        assert read_metadata(project.model_file(model))["thresholds"]["image"] == record
     finally:
         project.close()
 
