@@ -238,7 +238,10 @@ def remember_line_lot(project: Project, line: Optional[str], lot: Optional[str])
         return
     for key, value in ((SETTING_LINE, line), (SETTING_LOT, lot)):
         if value is not None:
-            project.set_setting(key, value or None)
+            try:
+                project.set_setting(key, value or None)
+            except ProjectError:         # a full disk: the report still says them, only the default is not kept
+                return
 
 
 def _picture(data: ReportData, row: ImageRow, pixel_threshold: float) -> Optional[np.ndarray]:
