@@ -476,7 +476,7 @@ def cmd_advise(args) -> int:
 
 def cmd_report(args) -> int:
     from .project.store import Project, ProjectError
-    from .reports.pdf_report import export_pdf
+    from .reports.pdf_report import export_pdf, remember_line_lot
     project = Project.open(args.project)
     try:
         model_id = None
@@ -486,9 +486,10 @@ def cmd_report(args) -> int:
                 names = ", ".join(m.name for m in project.models()) or "none"
                 raise ProjectError(f"no model named '{args.model}' in the project (models: {names})")
             model_id = named[-1].id
+        remember_line_lot(project, args.line, args.lot)     # the project's next default (not when read-only)
         job, progress = _job(args)
         try:
-            pages = export_pdf(project, args.output, model_id, job=job)
+            pages = export_pdf(project, args.output, model_id, job=job, line=args.line, lot=args.lot)
         finally:
             progress.close()
     finally:
@@ -639,6 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("project", help="a project folder (made by the desktop application)")
     r.add_argument("-o", "--output", required=True, metavar="REPORT.pdf", help="the PDF to write")
     r.add_argument("--model", metavar="NAME", help="the model whose results to report (default: the current one)")
+    r.add_argument("--line", metavar="TEXT", help="the production line, for the title block (default: the "
+                                                  "project's last one; '' for none)")
+    r.add_argument("--lot", metavar="TEXT", help="the lot or batch, for the title block (default: the project's "
+                                                 "last one; '' for none)")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_report)
 

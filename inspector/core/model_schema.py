@@ -99,6 +99,9 @@ THRESHOLD = {
         "method": {"enum": list(THRESHOLD_METHODS)},
         "n": _int(0, BIG),
         "detail": _TEXT,
+        "origin": {"type": "string", "maxLength": 256},     # provenance: the step that set it
+        "when": {"type": "string", "maxLength": 64},
+        "who": {"type": "string", "maxLength": 256},
     },
 }
 

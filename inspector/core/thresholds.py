@@ -44,25 +44,84 @@ def shifted_pixel_threshold(pixel: float, image: float, new_image: float) -> flo
 
 @dataclass(frozen=True)
 class Threshold:
-    """A threshold: a score is anomalous when ``score >= value``."""
+    """A threshold: a score is anomalous when ``score >= value``.
+
+    Its provenance: ``method`` (the rule) and ``n`` (the scores it came from) say how it was
+    computed, ``detail`` in words; ``origin`` says at which step it was set (``"training"``,
+    ``"adding images"``, ``"threshold panel"``...), ``when`` (ISO time) and ``who`` (a login
+    name; empty when a rule set it without anyone choosing).  Files written before provenance
+    was kept have no ``origin`` nor ``when``.
+    """
 
     value: float
     method: str          # one of METHODS
     n: int               # number of scores it was computed from (0 for manual)
     detail: str = ""     # one human-readable line, e.g. for a report
+    origin: str = ""     # the step that set it
+    when: str = ""       # ISO time it was set
+    who: str = ""        # who chose it; empty: set by its rule
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown threshold method {self.method!r} (expected one of {', '.join(METHODS)})")
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain JSON-able dict."""
-        return {"value": float(self.value), "method": self.method, "n": int(self.n), "detail": self.detail}
+        """Plain JSON-able dict (provenance keys only when known, so older readers see what they know)."""
+        d = {"value": float(self.value), "method": self.method, "n": int(self.n), "detail": self.detail}
+        d.update({k: v for k, v in (("origin", self.origin), ("when", self.when), ("who", self.who)) if v})
+        return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Threshold":
         return cls(value=float(d["value"]), method=str(d["method"]), n=int(d["n"]),
-                   detail=str(d.get("detail", "")))
+                   detail=str(d.get("detail", "")), origin=str(d.get("origin") or ""),
+                   when=str(d.get("when") or ""), who=str(d.get("who") or ""))
+
+    def stamped(self, origin: str, who: str = "", when: Optional[str] = None) -> "Threshold":
+        """This threshold recorded as set now (or ``when``) at step ``origin``, by ``who`` (empty: by its rule)."""
+        import dataclasses
+        from datetime import datetime, timezone
+
+        stamp = when or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return dataclasses.replace(self, origin=origin, when=stamp, who=who)
+
+
+RULE_NAMES: Dict[str, str] = {
+    "mean+3std": "mean + 3 std of held-out normal scores",
+    "percentile": "a percentile of held-out normal scores",
+    "f1-optimal": "best F1 on labelled parts",
+    "manual": "chosen by hand",
+    "no-missed-defect": "the lowest confirmed defect's score (miss no confirmed defect)",
+}
+
+
+def _day(when: str) -> str:
+    """An ISO time as ``YYYY-MM-DD HH:MM`` (what a report prints)."""
+    return str(when)[:16].replace("T", " ")
+
+
+def provenance(d: Optional[Dict[str, Any]], fallback_when: str = "") -> str:
+    """How a threshold (a :meth:`Threshold.to_dict` dict) was set, in one sentence for a report:
+    its data (``detail``), the rule, the step, when, and who where someone chose it.
+    ``fallback_when`` (e.g. the model's creation time) stands in for a record without a time
+    (files written before provenance was kept), said as such."""
+    if not d:
+        return "how it was set is not recorded"
+    method = str(d.get("method", ""))
+    detail = str(d.get("detail") or "")
+    origin, who, when = str(d.get("origin") or ""), str(d.get("who") or ""), _day(d.get("when") or "")
+    rule = RULE_NAMES.get(method, method)
+    if who or method == "manual":
+        out = f"set by {who or 'hand (who was not recorded)'}"
+        out += f" on {when}" if when else ""
+        out += f" in the {origin}" if origin else ""
+        out += f" ({'manual' if method == 'manual' else 'rule: ' + rule})"
+        if detail and detail != "set by hand" and not detail.startswith("set in the"):
+            out += f"; {detail}"
+        return out
+    step = f"at {origin}" if origin else "when the model was made"
+    stamp = when or (f"{_day(fallback_when)} (the model's date)" if fallback_when else "")
+    return f"{detail or rule}; set automatically by the rule {method} {step}{', ' + stamp if stamp else ''}"
 
 
 def _normal_scores(normal_scores: ArrayLike) -> np.ndarray:

@@ -84,8 +84,48 @@ def _model_versions(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _provenance(conn: sqlite3.Connection) -> None:
+    """Label and threshold provenance: the dataset's ground truth is kept on the image, apart from
+    the label in force (``labels``: the operator's decision, or the dataset's until one is made);
+    an operator's label says who made it; every threshold moved in the project is recorded.
+
+    Existing projects keep every label as it was.  Pre-existing labels are read conservatively:
+    a label stored as ``'dataset'`` stays the dataset's (never counted as reviewed, even where a
+    mask was painted on it), one stored as ``'operator'`` stays the operator's with ``who``
+    unknown (NULL) and its time as recorded.  The dataset's ground truth is copied from the
+    ``'dataset'`` labels; where an operator label has replaced it, it is read back from the
+    image's defect type (the folder it came from: ``good`` or a defect), else left unknown.  A
+    dataset mask is kept as the ground truth's only when it is the dataset's file (an absolute
+    path), never a mask painted in the project (``masks/...``).
+    """
+    _run(conn, """
+        ALTER TABLE images ADD COLUMN dataset_label TEXT CHECK (dataset_label IN ('good', 'anomalous'));
+        ALTER TABLE images ADD COLUMN dataset_mask TEXT;
+        ALTER TABLE labels ADD COLUMN who TEXT;
+        CREATE TABLE threshold_changes (
+            id       INTEGER PRIMARY KEY,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            value    REAL NOT NULL,
+            previous REAL,
+            who      TEXT,
+            changed  TEXT NOT NULL,
+            how      TEXT NOT NULL
+        );
+        CREATE INDEX threshold_changes_model ON threshold_changes(model_id, id);
+        UPDATE images SET dataset_label = (SELECT l.label FROM labels l
+                                           WHERE l.image_id = images.id AND l.source = 'dataset');
+        UPDATE images SET dataset_label = CASE WHEN defect_type = 'good' THEN 'good' ELSE 'anomalous' END
+            WHERE dataset_label IS NULL AND defect_type IS NOT NULL
+              AND id IN (SELECT image_id FROM labels WHERE source = 'operator');
+        UPDATE images SET dataset_mask = (SELECT l.mask_path FROM labels l WHERE l.image_id = images.id)
+            WHERE dataset_label = 'anomalous'
+              AND (SELECT l.mask_path FROM labels l WHERE l.image_id = images.id) NOT LIKE 'masks/%'
+              AND (SELECT l.mask_path FROM labels l WHERE l.image_id = images.id) NOT LIKE 'masks\\%'
+    """)
+
+
 # MIGRATIONS[i] upgrades version i to i + 1.
-MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [_v1, _model_versions]
+MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [_v1, _model_versions, _provenance]
 
 
 def latest() -> int:

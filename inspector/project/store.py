@@ -210,7 +210,14 @@ def _connect_read_only(db: Path):
 
 @dataclass(frozen=True)
 class ImageRow:
-    """One image with its label and, for a given model, its result."""
+    """One image with its label and, for a given model, its result.
+
+    Three things are kept apart: the dataset's ground truth (``dataset_label``, ``dataset_mask``:
+    from the folder layout it was added with, never changed), the operator's decision
+    (``operator_label``: ``label`` when ``label_source`` is ``'operator'``, made by ``label_by``
+    at ``label_updated``) and the model's verdict (``verdict``).  ``label`` is the label in
+    force: the operator's where there is one, else the dataset's.
+    """
     id: int
     path: str
     split: str
@@ -224,6 +231,15 @@ class ImageRow:
     verdict: Optional[str] = None
     map_path: Optional[str] = None
     result_created: Optional[str] = None
+    dataset_label: Optional[str] = None
+    dataset_mask: Optional[str] = None
+    label_by: Optional[str] = None        # who made an operator label (None: not recorded, or the dataset's)
+    label_updated: Optional[str] = None   # when the label was set
+
+    @property
+    def operator_label(self) -> Optional[str]:
+        """The operator's decision ('good' or 'anomalous'), or None when no operator reviewed it."""
+        return self.label if self.label_source == "operator" else None
 
     @property
     def name(self) -> str:
@@ -253,6 +269,15 @@ _IMAGE_COLUMNS = """
     i.id, i.path, i.split, i.defect_type, i.readable, i.error,
     l.label, l.source, l.mask_path
 """
+_PROVENANCE_COLUMNS = "i.dataset_label, i.dataset_mask, l.who, l.updated"
+
+
+def _operator(source: Optional[str]) -> Optional[str]:
+    """Who is making an operator label (the login name); None for the dataset's."""
+    if source == "dataset":
+        return None
+    from ..core.lineage import current_user
+    return current_user()
 
 
 class Project:
@@ -494,9 +519,11 @@ class Project:
             if cur.rowcount:
                 added += 1
                 if s.label in LABELS:
+                    mask = str(s.mask_path) if s.mask_path else None
+                    c.execute("UPDATE images SET dataset_label = ?, dataset_mask = ? WHERE id = ?",
+                              (s.label, mask, cur.lastrowid))
                     c.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) "
-                              "VALUES (?, ?, 'dataset', ?, ?)",
-                              (cur.lastrowid, s.label, str(s.mask_path) if s.mask_path else None, stamp))
+                              "VALUES (?, ?, 'dataset', ?, ?)", (cur.lastrowid, s.label, mask, stamp))
         return added
 
     def _add_source(self, c: sqlite3.Connection, path: Path, kind: str, split: Optional[str]) -> int:
@@ -562,8 +589,7 @@ class Project:
 
     def _row(self, r: tuple) -> ImageRow:
         readable = None if r[4] is None else bool(r[4])
-        extra = r[9:] if len(r) > 9 else ()
-        return ImageRow(r[0], r[1], r[2], r[3], readable, r[5], r[6], r[7], r[8], *extra)
+        return ImageRow(r[0], r[1], r[2], r[3], readable, r[5], r[6], r[7], r[8], *r[13:17], *r[9:13])
 
     def images(self, model_id: Optional[int] = None, split: Optional[str] = None,
                label: Optional[str] = None, verdict: Optional[str] = None,
@@ -574,7 +600,8 @@ class Project:
         or 'none' (not inspected by that model); ``order``: 'path', 'score' (highest first) or
         'score_asc'.
         """
-        sql = (f"SELECT {_IMAGE_COLUMNS}, r.score, r.verdict, r.map_path, r.created FROM images i "
+        sql = (f"SELECT {_IMAGE_COLUMNS}, {_PROVENANCE_COLUMNS}, r.score, r.verdict, r.map_path, r.created "
+               "FROM images i "
                "LEFT JOIN labels l ON l.image_id = i.id "
                "LEFT JOIN results r ON r.image_id = i.id AND r.model_id = ?")
         where, args = [], [model_id if model_id is not None else -1]
@@ -633,6 +660,11 @@ class Project:
         return {k: int(v or 0) for k, v in zip(keys, r)}
 
     # -- labels ------------------------------------------------------------------------------
+    def dataset_label(self, image_id: int) -> Tuple[Optional[str], Optional[str]]:
+        """(label, mask path) the dataset gave an image when it was added; (None, None) if none."""
+        rows = self._query("SELECT dataset_label, dataset_mask FROM images WHERE id = ?", (image_id,))
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
     def label(self, image_id: int) -> Tuple[Optional[str], Optional[str]]:
         """(label, source) of an image; (None, None) when unlabelled."""
         rows = self._query("SELECT label, source FROM labels WHERE image_id = ?", (image_id,))
@@ -643,7 +675,8 @@ class Project:
         """Set (or with ``None`` remove) an image's label; committed at once.
 
         Returns the previous ``(label, source)`` so that the change can be undone with
-        ``set_label(image_id, *previous)``.
+        ``set_label(image_id, *previous)``.  An operator label records who made it (the login
+        name) and when; the dataset's ground truth of the image is kept apart and never changes.
         """
         if label is not None and label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, not {label!r}")
@@ -653,10 +686,11 @@ class Project:
             if label is None:
                 c.execute("DELETE FROM labels WHERE image_id = ?", (image_id,))
             else:
-                c.execute("INSERT INTO labels(image_id, label, source, updated) VALUES (?, ?, ?, ?) "
+                source = source or "operator"
+                c.execute("INSERT INTO labels(image_id, label, source, who, updated) VALUES (?, ?, ?, ?, ?) "
                           "ON CONFLICT(image_id) DO UPDATE SET label = excluded.label, "
-                          "source = excluded.source, updated = excluded.updated",
-                          (image_id, label, source or "operator", now()))
+                          "source = excluded.source, who = excluded.who, updated = excluded.updated",
+                          (image_id, label, source, _operator(source), now()))
         return previous
 
     # -- masks -------------------------------------------------------------------------------
@@ -688,7 +722,8 @@ class Project:
         """Store a painted mask (bool/uint8 H×W, non-zero = defect), committed at once.
 
         A mask with any defect pixel is written to ``masks/<image_id>.png`` and marks the image
-        anomalous (an operator label, unless it is already labelled anomalous); an empty mask (or
+        anomalous: an operator label (painting is the operator's decision, also on an image the
+        dataset labelled anomalous, whose ground truth stays recorded apart); an empty mask (or
         None) removes the file and the reference but keeps the label.
 
         The PNG is written beside its place first, then the label is committed, then the file is
@@ -713,15 +748,11 @@ class Project:
             rel = str(f.relative_to(self.folder))
             try:
                 with self._tx() as c:
-                    row = c.execute("SELECT label FROM labels WHERE image_id = ?", (image_id,)).fetchone()
-                    if row is not None and row[0] == ANOMALOUS:
-                        c.execute("UPDATE labels SET mask_path = ?, updated = ? WHERE image_id = ?",
-                                  (rel, now(), image_id))
-                    else:
-                        c.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) "
-                                  "VALUES (?, 'anomalous', 'operator', ?, ?) ON CONFLICT(image_id) DO UPDATE SET "
-                                  "label = excluded.label, source = excluded.source, mask_path = excluded.mask_path, "
-                                  "updated = excluded.updated", (image_id, rel, now()))
+                    c.execute("INSERT INTO labels(image_id, label, source, mask_path, who, updated) "
+                              "VALUES (?, 'anomalous', 'operator', ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET "
+                              "label = excluded.label, source = excluded.source, mask_path = excluded.mask_path, "
+                              "who = excluded.who, updated = excluded.updated",
+                              (image_id, rel, _operator("operator"), now()))
                 os.replace(staged, f)
             except BaseException as exc:
                 staged.unlink(missing_ok=True)
@@ -734,16 +765,20 @@ class Project:
             f.unlink(missing_ok=True)
 
     def restore_label(self, image_id: int, label: Optional[str], source: Optional[str],
-                      mask_path: Optional[str]) -> None:
-        """Put back a label row exactly as it was (``label`` None: unlabelled); for undo."""
+                      mask_path: Optional[str], who: Optional[str] = None, updated: Optional[str] = None) -> None:
+        """Put back a label row as it was (``label`` None: unlabelled); for undo.  Without ``who``
+        and ``updated`` an operator label is put back as this user's, now."""
+        source = source or "operator"
         with self._tx() as c:
             if label is None:
                 c.execute("DELETE FROM labels WHERE image_id = ?", (image_id,))
             else:
-                c.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) VALUES (?, ?, ?, ?, ?) "
+                c.execute("INSERT INTO labels(image_id, label, source, mask_path, who, updated) "
+                          "VALUES (?, ?, ?, ?, ?, ?) "
                           "ON CONFLICT(image_id) DO UPDATE SET label = excluded.label, source = excluded.source, "
-                          "mask_path = excluded.mask_path, updated = excluded.updated",
-                          (image_id, label, source or "operator", mask_path, now()))
+                          "mask_path = excluded.mask_path, who = excluded.who, updated = excluded.updated",
+                          (image_id, label, source, mask_path, who if who is not None else _operator(source),
+                           updated or now()))
 
     def labelled_anomalies(self) -> List[ImageRow]:
         """Readable images labelled anomalous (by the operator or the dataset), for APC."""
@@ -827,6 +862,7 @@ class Project:
         m = self.model(model_id)
         with self._tx() as c:
             c.execute("DELETE FROM results WHERE model_id = ?", (model_id,))
+            c.execute("DELETE FROM threshold_changes WHERE model_id = ?", (model_id,))
             c.execute("DELETE FROM models WHERE id = ?", (model_id,))
             if self.setting("current_model") == str(model_id):
                 c.execute("DELETE FROM settings WHERE key = 'current_model'")
@@ -835,9 +871,12 @@ class Project:
         if f.is_file() and self.folder in f.absolute().parents:
             f.unlink(missing_ok=True)
 
-    def set_image_threshold(self, model_id: int, value: float) -> int:
+    def set_image_threshold(self, model_id: int, value: float, how: str = "manual") -> int:
         """Change a model's image threshold, move its pixel threshold with it (the engine's rule, as
-        the viewer previews it) and re-decide its verdicts, in one transaction. Returns verdicts changed."""
+        the viewer previews it) and re-decide its verdicts, in one transaction. Returns verdicts changed.
+
+        The change is recorded (:meth:`threshold_changes`): the value, the one before, who (the
+        login name), when, and ``how`` (e.g. ``'manual'``)."""
         from ..core.thresholds import shifted_pixel_threshold, verdict
 
         value = float(value)
@@ -848,11 +887,22 @@ class Project:
             pixel = shifted_pixel_threshold(row[1], row[0], value)
             c.execute("UPDATE models SET image_threshold = ?, pixel_threshold = ? WHERE id = ?",
                       (value, pixel, model_id))
+            c.execute("INSERT INTO threshold_changes(model_id, value, previous, who, changed, how) "
+                      "VALUES (?, ?, ?, ?, ?, ?)",
+                      (model_id, value, row[0] if row[0] is not None and np.isfinite(row[0]) else None,
+                       _operator("operator"), now(), how))
             rows = c.execute("SELECT image_id, score, verdict FROM results WHERE model_id = ?", (model_id,)).fetchall()
             changed = [(new, model_id, image_id) for image_id, score, old in rows
                        if (new := verdict(score, value)) != old]
             c.executemany("UPDATE results SET verdict = ? WHERE model_id = ? AND image_id = ?", changed)
             return len(changed)
+
+    def threshold_changes(self, model_id: int) -> List[Dict]:
+        """The image-threshold changes made to a model in this project, oldest first: ``value``,
+        ``previous``, ``who`` (None: not recorded), ``when``, ``how``."""
+        return [{"value": r[0], "previous": r[1], "who": r[2], "when": r[3], "how": r[4]} for r in self._query(
+            "SELECT value, previous, who, changed, how FROM threshold_changes WHERE model_id = ? ORDER BY id",
+            (model_id,))]
 
     # -- model versions ----------------------------------------------------------------------
     def add_version(self, parent_id: int, path, image_threshold: float, pixel_threshold: float, meta: Dict,

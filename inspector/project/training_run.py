@@ -101,7 +101,7 @@ class TrainedModel:
 
 def run_training(plan: TrainPlan, job: Optional[Job] = None, deliver=None) -> TrainedModel:
     """The worker's half: train, save the new file, score the test images. No database."""
-    from ..core.modelfile import save_model
+    from ..core.modelfile import model_metadata, save_model
     from ..core.pipeline.training import TrainSettings, train_model
 
     job = as_job(job)
@@ -117,7 +117,9 @@ def run_training(plan: TrainPlan, job: Optional[Job] = None, deliver=None) -> Tr
     model = result.model
     meta = dict(getattr(model, "meta", {}) or {})
     meta.update({"n_train": result.n_train, "train_seconds": round(result.seconds, 2),
-                 "threshold_detail": model.image_threshold.detail})
+                 "threshold_detail": model.image_threshold.detail,
+                 # the thresholds' record as in the file (rule, data, when): what the report prints
+                 "thresholds": model_metadata(model)["thresholds"]})
     if plan.anomaly_ids:
         # the labelled anomalies it learnt from: those it could read (a method lists what it skipped)
         unread = {str(path) for path, _ in model.skipped_anomalies()}

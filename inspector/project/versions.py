@@ -43,6 +43,7 @@ class UpdatePlan:
     weights: Optional[str]
     out_path: str
     operator_threshold: Optional[float]     # the parent's threshold where the operator moved it
+    operator_change: Optional[Dict] = None  # the project's record of that move (who, when), if any
 
 
 def run_update(plan: UpdatePlan, job: Optional[Job] = None, deliver=None) -> Dict:
@@ -55,9 +56,17 @@ def run_update(plan: UpdatePlan, job: Optional[Job] = None, deliver=None) -> Dic
     job = as_job(job)
     job.step("loading the model", 0, 1)
     model = load_model(plan.parent_file, weights=plan.weights)
-    if plan.operator_threshold is not None:
-        model.image_threshold = manual(plan.operator_threshold)   # the operator moved it: keep theirs
+    if plan.operator_threshold is not None:                       # the operator moved it: keep theirs
+        change = plan.operator_change or {}
+        model.image_threshold = manual(plan.operator_threshold).stamped(
+            "viewer", who=change.get("who") or "", when=change.get("when") or None) if change else \
+            manual(plan.operator_threshold)
     result = add_normal_images(model, plan.parent_file, plan.files, job)
+    # thresholds set again by their rule now carry their provenance: this step, this time
+    if not model.image_threshold.when and model.image_threshold.method != "manual":
+        model.image_threshold = model.image_threshold.stamped("adding images (a new version)")
+    if not model.pixel_threshold.when and math.isfinite(model.pixel_threshold.value):
+        model.pixel_threshold = model.pixel_threshold.stamped("adding images (a new version)")
     job.check()
     job.step("saving the model", 0, 1)
     save_model(model, plan.out_path)
@@ -102,7 +111,9 @@ class UpdateJob(OwnedJob):
         in_file = (parent_meta.get("thresholds") or {}).get("image", {}).get("value")
         t = self.parent.image_threshold
         moved = t if math.isfinite(t) and (in_file is None or not math.isclose(in_file, t, rel_tol=1e-9)) else None
-        return UpdatePlan(str(parent_file), files, self.weights, str(self.out_path), moved)
+        changes = self.project.threshold_changes(self.parent.id) if moved is not None else []
+        change = changes[-1] if changes and math.isclose(changes[-1]["value"], moved, rel_tol=1e-9) else None
+        return UpdatePlan(str(parent_file), files, self.weights, str(self.out_path), moved, change)
 
     def finish(self, result: Dict) -> VersionOutcome:
         by_path = {r.path: r.id for r in self.rows}
@@ -201,7 +212,9 @@ class KeepThresholdJob(OwnedJob):
         self.name, self.out_path = _version_name(self.project, self.parent, version)
         method = "no-missed-defect" if self.rule == "miss no confirmed defect" else \
             "f1-optimal" if self.rule == "best F1" else "mean+3std" if self.rule == "normals only" else "manual"
-        self.threshold = Threshold(float(self.value), method, 0, self.detail or f"set in the threshold panel ({self.rule})")
+        from ..core.lineage import current_user
+        self.threshold = Threshold(float(self.value), method, 0, self.detail or f"set in the threshold panel ({self.rule})"
+                                   ).stamped("threshold panel", who=current_user())
         self.what = f"threshold set to {self.value:.4g}"
         previous = float(self.parent.image_threshold) if math.isfinite(self.parent.image_threshold) else None
         entry = history_entry(self.what, rule=self.rule, value=float(self.value), previous=previous, detail=self.detail)

@@ -73,9 +73,10 @@ def test_mvtec_ground_truth_masks_are_labels_with_masks(project, data):
         assert m is not None and m.dtype == bool and m.shape == (32, 32) and 0 < m.sum() < m.size
     pairs = project.anomaly_pairs()
     assert all(m is not None for _, m in pairs)
-    # painting over a dataset mask keeps the dataset label, stores the project's copy
+    # painting over a dataset mask is the operator's decision; the dataset's mask stays its ground truth
     r = anomalous[0]
     project.save_mask(r.id, np.ones((32, 32), bool))
     r2 = project.image(r.id)
-    assert r2.label_source == "dataset" and r2.mask_path == f"masks/{r.id}.png"
+    assert r2.label_source == "operator" and r2.mask_path == f"masks/{r.id}.png"
+    assert r2.dataset_label == "anomalous" and r2.dataset_mask == r.mask_path
     assert read_mask(project.folder / r2.mask_path).all()

@@ -242,3 +242,142 @@ def test_export_csv(tmp_path, project, data):
     assert {r[2] for r in rows[1:]} <= {"normal", "anomalous"}
     with pytest.raises(ProjectError, match="cannot write"):
         export_csv(project, tmp_path / "no" / "such" / "dir.csv")
+
+
+# -- provenance: the dataset's ground truth, the operator's decision, the model's verdict ---------
+
+def test_dataset_truth_and_operator_decision_are_kept_apart(tmp_path, project, data):
+    from inspector.core.lineage import current_user
+
+    project.add_mvtec(data)
+    bad = project.images(split="test", label="anomalous")[0]
+    good = project.images(split="test", label="good")[0]
+    assert (bad.dataset_label, bad.label_source, bad.operator_label, bad.label_by) == \
+        ("anomalous", "dataset", None, None)
+    assert bad.dataset_mask == bad.mask_path and bad.dataset_mask.endswith("_mask.png")
+    project.set_label(good.id, "anomalous")                 # the operator disagrees with the dataset
+    project.set_label(bad.id, "anomalous")                  # the operator confirms it
+    g, b = project.image(good.id), project.image(bad.id)
+    assert (g.label, g.operator_label, g.dataset_label) == ("anomalous", "anomalous", "good")
+    assert (b.operator_label, b.dataset_label, b.label_by) == ("anomalous", "anomalous", current_user())
+    assert b.label_updated and project.dataset_label(good.id) == ("good", None)
+    project.set_label(good.id, None)                         # even removing a label keeps the dataset's truth
+    assert project.image(good.id).label is None and project.image(good.id).dataset_label == "good"
+
+
+def test_painting_a_mask_is_an_operator_decision(project, data):
+    project.add_mvtec(data)
+    bad = project.images(split="test", label="anomalous")[0]
+    m = np.zeros((32, 32), bool)
+    m[4:9, 4:9] = True
+    project.save_mask(bad.id, m)
+    r = project.image(bad.id)
+    assert (r.label_source, r.operator_label, r.mask_path) == ("operator", "anomalous", f"masks/{bad.id}.png")
+    assert r.dataset_label == "anomalous" and r.dataset_mask == bad.dataset_mask
+    project.restore_label(bad.id, bad.label, bad.label_source, bad.mask_path)   # undo the stroke
+    r = project.image(bad.id)
+    assert (r.label_source, r.label_by, r.mask_path) == ("dataset", None, bad.mask_path)
+
+
+def test_threshold_changes_are_recorded_with_who_and_when(project, data):
+    from inspector.core.lineage import current_user
+
+    project.add_mvtec(data)
+    mid = project.add_model("m", _fake_model_file(project), "m", "resnet18", 0.5, 0.4, {})
+    assert project.threshold_changes(mid) == []
+    project.set_image_threshold(mid, 0.6)
+    project.set_image_threshold(mid, 0.7)
+    changes = project.threshold_changes(mid)
+    assert [(c["value"], c["previous"], c["how"]) for c in changes] == [(0.6, 0.5, "manual"), (0.7, 0.6, "manual")]
+    assert all(c["who"] == current_user() and c["when"] for c in changes)
+    project.delete_model(mid)
+    again = project.add_model("m", _fake_model_file(project), "m", "resnet18", 0.5, 0.4, {})
+    assert project.threshold_changes(again) == []            # a reused id inherits nothing
+
+
+def _project_made_by_v2(folder, data):
+    """A project database exactly as Inspector wrote it at schema version 2 (before provenance):
+    the dataset's labels, an operator's confirmation and a disagreement in review, a mask painted
+    on a dataset anomaly (the old code left it 'dataset'), a model whose threshold was moved."""
+    from inspector.core.datasets import load_mvtec_category
+
+    folder.mkdir()
+    conn = sqlite3.connect(folder / DB_NAME, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN")
+    for step in schema.MIGRATIONS[:2]:
+        step(conn)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (2)")
+    stamp = "2026-11-02T10:00:00+00:00"
+    conn.execute("INSERT INTO settings VALUES ('name', 'Made by v2')")
+    conn.execute("INSERT INTO sources(path, kind, split, added) VALUES (?, 'mvtec', NULL, ?)", (str(data), stamp))
+    cat = load_mvtec_category(data)
+    ids = {}
+    for s in [*cat.train, *cat.test]:
+        cur = conn.execute("INSERT INTO images(path, split, source_id, defect_type, added) VALUES (?, ?, 1, ?, ?)",
+                           (str(s.path), s.split, s.defect_type, stamp))
+        ids[(s.split, s.defect_type, s.path.name)] = cur.lastrowid
+        conn.execute("INSERT INTO labels(image_id, label, source, mask_path, updated) VALUES (?, ?, 'dataset', ?, ?)",
+                     (cur.lastrowid, s.label, str(s.mask_path) if s.mask_path else None, stamp))
+    later = "2026-11-03T09:30:00+00:00"
+    confirmed, painted = ids[("test", "blob", "000.png")], ids[("test", "blob", "001.png")]
+    disagreed, untouched = ids[("test", "good", "000.png")], ids[("test", "good", "001.png")]
+    # set_label(..., "operator") of the old code: label and source replaced, the mask path kept
+    conn.execute("UPDATE labels SET source = 'operator', updated = ? WHERE image_id = ?", (later, confirmed))
+    conn.execute("UPDATE labels SET label = 'anomalous', source = 'operator', updated = ? WHERE image_id = ?",
+                 (later, disagreed))
+    # save_mask of the old code on an image labelled anomalous: the mask path replaced, source left as it was
+    conn.execute("UPDATE labels SET mask_path = ?, updated = ? WHERE image_id = ?", (f"masks/{painted}.png", later,
+                                                                                       painted))
+    conn.execute("INSERT INTO models(name, path, method, backbone, created, image_threshold, pixel_threshold, "
+                 "meta_json) VALUES ('m', 'models/m.inspector', 'x', 'resnet18', ?, 0.6, 0.4, '{}')", (stamp,))
+    conn.execute("COMMIT")
+    conn.close()
+    return {"confirmed": confirmed, "painted": painted, "disagreed": disagreed, "untouched": untouched}
+
+
+def test_migration_keeps_a_v2_projects_labels_and_reads_them_conservatively(tmp_path, data):
+    ids = _project_made_by_v2(tmp_path / "old", data)
+    before = sqlite3.connect(tmp_path / "old" / DB_NAME).execute(
+        "SELECT image_id, label, source, mask_path, updated FROM labels ORDER BY image_id").fetchall()
+    p = Project.open(tmp_path / "old")
+    assert p.schema_version == schema.latest()
+    after = p._query("SELECT image_id, label, source, mask_path, updated FROM labels ORDER BY image_id")
+    assert after == before                                     # not one label changed, lost or added
+    c, d = p.image(ids["confirmed"]), p.image(ids["disagreed"])
+    assert (c.operator_label, c.label_by, c.label_updated) == ("anomalous", None, "2026-11-03T09:30:00+00:00")
+    assert c.dataset_label == "anomalous" and c.dataset_mask.endswith("000_mask.png")
+    # the operator's label replaced the dataset's: its ground truth read back from the folder it came from
+    assert (d.label, d.operator_label, d.dataset_label) == ("anomalous", "anomalous", "good")
+    # a mask painted on a dataset anomaly by the old code: kept, still the dataset's label (not reviewed)
+    m = p.image(ids["painted"])
+    assert (m.label_source, m.operator_label, m.mask_path) == ("dataset", None, f"masks/{ids['painted']}.png")
+    assert m.dataset_label == "anomalous" and m.dataset_mask is None   # never a painted mask as ground truth
+    u = p.image(ids["untouched"])
+    assert (u.dataset_label, u.operator_label) == ("good", None)
+    assert {r.dataset_label for r in p.images(split="train")} == {"good"}
+    assert p.threshold_changes(p.models()[0].id) == []         # moved before changes were recorded
+    p.set_label(ids["untouched"], "good")                      # and the migrated project works as a new one
+    assert p.image(ids["untouched"]).operator_label == "good"
+    p.close()
+
+
+def test_csv_says_where_each_label_came_from(tmp_path, project, data):
+    from inspector.core.lineage import current_user
+
+    project.add_mvtec(data)
+    mid = project.add_model("m", _fake_model_file(project), "patchcore", "resnet18", 0.5, 0.5)
+    inspect_images(project, _Model(), mid, project.image_ids(split="test"))
+    good = project.images(mid, split="test", label="good")[0]
+    bad = project.images(mid, split="test", label="anomalous")[0]
+    project.set_label(good.id, "anomalous")                    # the operator overrules the dataset
+    export_csv(project, tmp_path / "out.csv")
+    rows = {r["path"]: r for r in csv.DictReader(open(tmp_path / "out.csv", encoding="utf-8"))}
+    g, b = rows[good.path], rows[bad.path]
+    assert (g["label"], g["label_source"], g["operator_label"], g["dataset_label"]) == \
+        ("anomalous", "operator", "anomalous", "good")
+    assert g["labelled_by"] == current_user() and g["labelled_at"]
+    assert (b["label"], b["label_source"], b["operator_label"], b["labelled_by"], b["labelled_at"]) == \
+        ("anomalous", "dataset", "", "", "")
+    assert (b["dataset_label"], b["defect_type"]) == ("anomalous", "blob")

@@ -79,14 +79,15 @@ def dataset_sha256(paths: Sequence[Path]) -> str:
 
 
 def set_thresholds(model: AnomalyModel, scores: np.ndarray, maps: np.ndarray, strategy: str,
-                   how: str = "") -> None:
+                   how: str = "", origin: str = "training") -> None:
     """Image threshold by ``strategy`` from normal images' scores, pixel threshold from their maps;
-    ``how`` (e.g. "5-fold cross-fit") is added to each threshold's description."""
+    ``how`` (e.g. "5-fold cross-fit") is added to each threshold's description.  Both are recorded
+    as set now by their rule, at step ``origin`` (their provenance, which the report prints)."""
     image, pixel = th.choose(strategy, scores), th.map_peaks(maps)
     if how:
         image = dataclasses.replace(image, detail=f"{image.detail}, {how}")
         pixel = dataclasses.replace(pixel, detail=f"{pixel.detail}, {how}")
-    model.image_threshold, model.pixel_threshold = image, pixel
+    model.image_threshold, model.pixel_threshold = image.stamped(origin), pixel.stamped(origin)
 
 
 def calibration_record(strategy: str, scores: np.ndarray, maps: Optional[np.ndarray]) -> Dict:
