@@ -114,7 +114,10 @@ def test_train_view_review_reopen(window, dataset, qtbot, tmp_path):
     qtbot.waitUntil(lambda: run.state != "running", timeout=120000)
     heartbeat.stop()
     assert run.state == "done", run.error.text()
-    assert max(gaps) < 0.2, f"the window froze for {max(gaps):.3f} s"
+    # the training runs in a worker process: the window's event loop keeps turning.  The bound is
+    # about blocking (training on the GUI thread stops it for the whole run), not speed: a loaded
+    # 2-core machine delays a timer by up to a second now and then.
+    assert max(gaps) < 2.0, f"the window froze for {max(gaps):.3f} s"
     assert wiz.currentPage() is wiz.result_page
     text = wiz.result_page.summary.text()
     assert "Threshold" in text and "AUROC" in text
