@@ -52,7 +52,7 @@ class ComparePanel(QWidget):
         self.heading.setWordWrap(True)
         self.metrics = QGridLayout()
         self.metric_labels: Dict[Tuple[str, str], QLabel] = {}
-        self.metrics.addWidget(QLabel("<b>On the labelled test images</b>"), 0, 0)
+        self.metrics.addWidget(QLabel("<b>On the held-back labelled test images</b>"), 0, 0)
         self.title_a, self.title_b = QLabel(), QLabel()
         for t in (self.title_a, self.title_b):
             t.setWordWrap(True)
@@ -177,14 +177,21 @@ class ComparePanel(QWidget):
         notes = []
         if not c.metrics_a:
             notes.append("No metrics: they need labelled good and labelled anomalous images scored by both models.")
+        sp = c.split
+        if sp is not None and sp.n:
+            judged = sum(1 for r, ra, rb in c.rows if r.label == "anomalous" and r.id in sp.judge_set
+                         and r.id not in c.excluded and ra[0] is not None and rb[0] is not None)
+            notes.append(f"Metrics on the labelled defects held back for judging ({judged} scored by both of the "
+                         f"{len(sp.judge)} kept for judging) and the labelled good images.")
         if c.excluded:
             notes.append(f"{len(c.excluded)} labelled anomalous image{'s' if len(c.excluded) != 1 else ''} "
-                         "that a model was fine-tuned on are left out of the metrics of both.")
+                         "for training (or that a model was fine-tuned on) are left out of the metrics of both.")
         self.note.setText(" ".join(notes))
         self.table.setRowCount(len(c.rows))
         for i, (r, (sa, va), (sb, vb)) in enumerate(c.rows):
-            items = [QTableWidgetItem(r.name), QTableWidgetItem((r.label or "–") +
-                                                                (" (trained on)" if r.id in c.excluded else "")),
+            mark = (" (trained on)" if r.id in c.trained_on else " (for training)" if r.id in c.excluded
+                    else " (for judging)" if r.label == "anomalous" else "")
+            items = [QTableWidgetItem(r.name), QTableWidgetItem((r.label or "–") + mark),
                      _score_item(sa), QTableWidgetItem(va or "–"), _score_item(sb), QTableWidgetItem(vb or "–")]
             items[0].setData(Qt.UserRole, r.id)
             items[0].setToolTip(r.path)

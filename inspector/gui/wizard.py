@@ -15,6 +15,7 @@ from ..core.methods.catalog import BACKBONE, MethodInfo, OptionSpec
 from ..core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
 from ..core.thresholds import STRATEGIES, STRATEGY_LABELS
 from ..project import Project
+from ..project.splits import MIN_JUDGED, anomaly_split, preview, set_judged
 from ..project.training_run import TrainOutcome, TrainingJob
 from .charts import ScoreHistogram
 from .settings import Settings
@@ -57,8 +58,8 @@ def anomalies_text(n: int, with_mask: int) -> str:
     elif without:
         text += ("; without masks they train only the classification head: paint the defects in the "
                  "viewer to train the segmentation head too")
-    text += (". They are used for fine-tuning only: never as good images, and they are left out of the "
-             "metrics after training.")
+    text += (". Only those for training are used for fine-tuning (never as good images); those kept "
+             "for judging measure the models.")
     if n < 10:
         text += " The APC paper uses about 10 per part type."
     return text
@@ -140,6 +141,28 @@ class MethodPage(QWizardPage):
         self.anomalies = QLabel(objectName="counts")
         self.anomalies.setWordWrap(True)
         lay.addRow(self.anomalies)
+        # the project's split of its labelled defects: for training / kept for judging (project/splits.py)
+        self.split = anomaly_split(project) if project is not None and self.n_anomalies else None
+        self.judged = QSpinBox()
+        self.judged.setObjectName("judged")
+        self.judged.setToolTip("How many labelled defects are held back to measure the models (image AUROC); "
+                               "the others are for training. The split is kept in the project.")
+        self.split_row = QWidget()
+        srow = QHBoxLayout(self.split_row)
+        srow.setContentsMargins(0, 0, 0, 0)
+        srow.addWidget(self.judged)
+        self.split_text = QLabel(objectName="counts")
+        self.split_text.setWordWrap(True)
+        srow.addWidget(self.split_text, 1)
+        lay.addRow("Defects kept for judging", self.split_row)
+        if self.split is not None:
+            self.judged.setRange(0, self.split.n)
+            self.judged.setValue(len(self.split.judge))
+        self.judged.valueChanged.connect(self._split_changed)
+        self.split_error = QLabel()
+        self.split_error.setWordWrap(True)
+        self.split_error.setStyleSheet("color: #c62828;")
+        lay.addRow(self.split_error)
         self.backbone = QComboBox()
         for key, text in BACKBONES:
             self.backbone.addItem(text, key)
@@ -185,6 +208,45 @@ class MethodPage(QWizardPage):
         self.method.currentIndexChanged.connect(self._method_changed)
         self._backbone_changed()
         self._method_changed()
+        self.layout_.setRowVisible(self.split_row, self.split is not None)
+        self._split_changed()
+
+    def split_preview(self):
+        """The split the spin box's count gives (nothing stored until Next)."""
+        if self.split is None:
+            return None
+        return preview(self.project, self.judged.value())
+
+    def _split_changed(self) -> None:
+        sp = self.split_preview()
+        self.split_error.setText("")
+        self.layout_.setRowVisible(self.split_error, False)
+        if sp is None:
+            self.split_text.setText("")
+            return
+        text = f"of {sp.n}: <b>{len(sp.train)}</b> for training, <b>{len(sp.judge)}</b> for judging."
+        if not sp.judge:
+            text += " <span style='color:#b26a00'>None kept for judging: there will be no metrics.</span>"
+        elif len(sp.judge) < MIN_JUDGED:
+            text += f" <span style='color:#b26a00'>Under {MIN_JUDGED} judged: the metrics will say little.</span>"
+        self.split_text.setText(text)
+
+    def _check_split(self) -> bool:
+        """A method that learns from labelled defects needs some for training."""
+        sp = self.split_preview()
+        if self.uses_anomalies and (sp is None or not sp.train):
+            self.split_error.setText(f"{self.method_info.label} learns from labelled defects, but all are kept "
+                                     "for judging: keep fewer for judging, or label more defects.")
+            self.layout_.setRowVisible(self.split_error, True)
+            return False
+        return True
+
+    def _store_split(self) -> None:
+        """Keep the operator's count in the project (left to the default while unchanged)."""
+        if self.split is None or self.project is None or self.project.read_only:
+            return
+        if self.split.chosen is not None or self.judged.value() != len(self.split.judge):
+            self.split = set_judged(self.project, self.judged.value())
 
     def initializePage(self) -> None:
         if self.project is None or self.advisor is not None or self.advised is not None:
@@ -254,6 +316,9 @@ class MethodPage(QWizardPage):
                 "random_weights": self.random.isChecked(), "align": self.align.currentData()}
 
     def validatePage(self) -> bool:
+        if not self._check_split():
+            return False
+        self._store_split()
         v = self.values()
         self.settings.set("train/method", v["method"])
         self.settings.set("train/backbone", v["backbone"])
@@ -552,12 +617,21 @@ class ResultPage(QWizardPage):
         if o.skipped:
             lines.append(f"<span style='color:#c62828'>{len(o.skipped)} unreadable images were skipped.</span>")
         m = o.metrics
+        judged = sum(1 for _, lab in o.test_scores if lab == "anomalous")
+        good = sum(1 for _, lab in o.test_scores if lab == "good")
         if m:
-            lines.append(f"On {m['n_labelled']} labelled test images: image AUROC <b>{m['image_auroc']:.3f}</b>, "
+            lines.append(f"On the <b>{judged}</b> labelled defects held back for judging and {good} good test "
+                         f"images (none of them trained on): image AUROC <b>{m['image_auroc']:.3f}</b>, "
                          f"F1 {m['f1']:.3f} at the threshold; {m['true_positives']} defects found, "
                          f"{m['missed']} missed, {m['false_alarms']} false alarms.")
         elif o.test_scores:
-            lines.append(f"{len(o.test_scores)} test images inspected (no labelled anomalies: no metrics).")
+            lines.append(f"{len(o.test_scores)} test images inspected (no labelled defects held back for "
+                         "judging: no metrics).")
+        if o.defects_for_training:
+            used = (f"fine-tuned on {o.trained_on_defects} of them" if o.trained_on_defects
+                    else "not used by this method")
+            lines.append(f"{o.defects_for_training} labelled defects are for training ({used}); they are left "
+                         "out of the metrics.")
         self.summary.setText("<br>".join(lines))
         series = {"held-out normal": o.holdout_scores}
         if o.test_scores:

@@ -26,6 +26,7 @@ from ..core.jobs import Job, as_job
 from ..core.methods.catalog import DEFAULT_METHOD
 from .handoff import Outbox, OwnedJob
 from .inspection import score_batches
+from .splits import anomaly_split
 from .store import PENDING_MAPS, Project, ProjectError, map_rel
 
 
@@ -42,6 +43,8 @@ class TrainOutcome:
     threshold_detail: str
     test_scores: List[Tuple[float, Optional[str]]] = field(default_factory=list)  # (score, label)
     metrics: Dict[str, float] = field(default_factory=dict)
+    defects_for_training: int = 0          # the split's training part (left out of the metrics)
+    trained_on_defects: int = 0            # of which the method learnt from (APC)
 
 
 def labelled_metrics(scores_labels: List[Tuple[float, Optional[str]]], threshold: float) -> Dict[str, float]:
@@ -78,6 +81,7 @@ class TrainPlan:
     test_labels: Dict[int, Optional[str]]  # labels of the test images, for the metrics
     anomalies: List[Tuple[str, Optional[str]]] = field(default_factory=list)   # APC: (image, mask)
     anomaly_ids: List[int] = field(default_factory=list)
+    not_judged: List[int] = field(default_factory=list)   # labelled defects for training: no metrics on them
 
 
 @dataclass
@@ -132,7 +136,9 @@ def run_training(plan: TrainPlan, job: Optional[Job] = None, deliver=None) -> Tr
     if plan.test:
         score_batches(Outbox(plan.folder, deliveries.append, maps_dir=plan.pending_maps), model, 0, plan.test,
                       model.image_threshold.value, job)
-        used = set(plan.anomaly_ids)      # the anomalies it was trained on would flatter the metrics
+        # the anomalies it was trained on would flatter the metrics; those of the split's training
+        # part are left out of every model's metrics (all models are judged on the same defects)
+        used = set(plan.anomaly_ids) | set(plan.not_judged)
         test_scores = [(score, plan.test_labels.get(iid)) for d in deliveries if d[0] == "add_result_rows"
                        for iid, score, _, _ in d[2] if iid not in used]
         metrics = labelled_metrics(test_scores, model.image_threshold.value)
@@ -148,8 +154,8 @@ class TrainingJob(OwnedJob):
 
     With ``inspect_test`` the new model then scores the project's test images.  With
     ``use_labelled_anomalies`` (APC) the project's images labelled anomalous are passed as the
-    settings' ``anomalies`` (image, mask or None); they are never part of the normal training set,
-    and their ids are kept in the model's metadata (``trained_on_anomalies``) so that evaluations
+    settings' ``anomalies`` (image, mask or None): only the training part of the project's split
+    (:mod:`.splits`); they are never part of the normal training set, and their ids are kept in the model's metadata (``trained_on_anomalies``) so that evaluations
     can leave them out.
     """
 
@@ -174,17 +180,23 @@ class TrainingJob(OwnedJob):
         method = settings.get("method", DEFAULT_METHOD) if isinstance(settings, dict) else settings.method
         has_anomalies = bool(settings.get("anomalies") if isinstance(settings, dict) else settings.anomalies)
         anomalies, anomaly_ids = [], []
+        split = anomaly_split(p)           # fixed in the project: the defects for training / for judging
         if self.use_labelled_anomalies and not has_anomalies:
             train_paths = {r.path for r in rows}
             pairs = dict(p.anomaly_pairs())
-            chosen = [r for r in p.labelled_anomalies() if r.path not in train_paths]
+            for_training = split.train_set
+            chosen = [r for r in p.labelled_anomalies() if r.path not in train_paths and r.id in for_training]
+            if not chosen:
+                raise ProjectError(
+                    f"{method} learns from labelled defects, but all {split.n} are kept for judging the models: "
+                    "keep fewer for judging (the wizard's method page), or label more defects")
             anomaly_ids = [r.id for r in chosen]
             anomalies = [(r.path, pairs.get(r.path)) for r in chosen]
         test = [r for r in p.images(split="test") if r.readable is not False] if self.inspect_test else []
         self.plan = TrainPlan(str(p.folder), settings, self.name, str(p.new_model_path(self.name or method)),
                               f"{PENDING_MAPS}{uuid.uuid4().hex[:12]}", [(r.id, r.path) for r in rows],
                               [(r.id, r.path) for r in test], {r.id: r.label for r in test}, anomalies,
-                              anomaly_ids)
+                              anomaly_ids, sorted(split.train))
         return self.plan
 
     def finish(self, t: TrainedModel) -> TrainOutcome:
@@ -214,7 +226,8 @@ class TrainingJob(OwnedJob):
             p.delete_model(model_id)
             raise
         return TrainOutcome(model_id, name, t.n_train, t.seconds, t.skipped, t.holdout_scores, t.image_threshold,
-                            t.pixel_threshold, t.threshold_detail, t.test_scores, t.metrics)
+                            t.pixel_threshold, t.threshold_detail, t.test_scores, t.metrics,
+                            len(plan.not_judged), len(t.meta.get("trained_on_anomalies") or []))
 
     def abandon(self) -> None:
         plan = self.plan

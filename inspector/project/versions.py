@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..core.jobs import Cancelled, Job, as_job
 from ..core.lineage import already_learnt
 from .handoff import OwnedJob
+from .splits import anomaly_split, judged_scores
 from .store import ModelRow, Project, ProjectError
 from .training_run import labelled_metrics
 
@@ -254,12 +255,13 @@ class VersionRow:
 
 
 def labelled_scores(project: Project, model: ModelRow) -> List[Tuple[float, Optional[str]]]:
-    """(score, label) of the model's results, leaving out the images it learnt: those it was
-    fine-tuned on (APC) and the good images added to it (their scores are no longer unseen ones)."""
+    """(score, label) of the model's results on the labelled good images and the labelled defects
+    the project's split keeps for judging (:mod:`.splits`), leaving out the images it learnt: those
+    it was fine-tuned on (APC) and the good images added to it (their scores are no longer unseen ones)."""
     excluded = {int(i) for i in (model.meta.get("trained_on_anomalies") or [])}
     learnt = already_learnt(model.meta)
-    return [(r.score, r.label) for r in project.images(model.id)
-            if r.score is not None and r.id not in excluded and r.path not in learnt]
+    rows = [r for r in project.images(model.id) if r.path not in learnt]
+    return judged_scores(rows, anomaly_split(project), excluded)
 
 
 def version_rows(project: Project) -> List[VersionRow]:
