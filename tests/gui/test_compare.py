@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from inspector.core.pipeline.training import TrainSettings
 from inspector.gui.compare import ComparePanel
@@ -51,10 +52,21 @@ def test_wizard_offers_apc_only_with_labelled_anomalies(qtbot, tmp_path):
         assert "3 anomalous images labelled, 2 with masks" in text
         assert "the 1 without masks still help the classification head" in text
         assert mp.uses_anomalies
+        # the split: 3 labelled defects are all kept for judging by default, so APC cannot go on
+        assert mp.judged.value() == 3 and mp.judged.maximum() == 3
+        assert "<b>0</b> for training, <b>3</b> for judging" in mp.split_text.text()
         wiz.show()
         wiz.data_page.name.setText("apc-1")
         wiz.next()
         wiz.next()
+        assert wiz.currentPage() is mp and "all are kept for judging" in mp.split_error.text()
+        mp.judged.setValue(1)                            # the operator trains on 2, judges on 1
+        assert "<b>2</b> for training, <b>1</b> for judging" in mp.split_text.text()
+        assert "the metrics will say little" in mp.split_text.text()
+        wiz.next()
+        assert wiz.currentPage() is wiz.options_page
+        from inspector.project.splits import anomaly_split
+        assert len(anomaly_split(p).train) == 2 and p.setting("anomaly_split_judged") == "1"
         op = wiz.options_page
         epochs = op.fields["epochs"]
         assert epochs.isVisibleTo(op) and epochs.value() == 3      # APCOptions' default
@@ -101,8 +113,11 @@ def test_apc_training_uses_the_labelled_anomalies(two_models):
     p = Project.open(folder)
     try:
         meta = p.model(apc_id).meta
+        from inspector.project.splits import anomaly_split
         anomalous = {r.id for r in p.labelled_anomalies()}
-        assert set(meta["trained_on_anomalies"]) == anomalous and len(anomalous) == 4
+        split = anomaly_split(p)                     # 4 labelled: 1 for training, 3 kept for judging
+        assert len(anomalous) == 4 and (len(split.train), len(split.judge)) == (1, 3)
+        assert set(meta["trained_on_anomalies"]) == split.train_set
         assert meta["n_train"] <= 10                # good train images only (less the held-out ones)
         assert "trained_on_anomalies" not in p.model(pc_id).meta
     finally:
@@ -129,7 +144,8 @@ def test_compare_panel_inspects_missing_then_shows_metrics_and_adopts(qtbot, win
     shutil.copytree(folder, mine)
     w = window
     assert w.open_path(mine)
-    # an extra, unseen defect labelled by painting a mask (the 4 dataset defects trained APC)
+    # an extra, unseen defect labelled by painting a mask (of the 4 dataset defects 1 trained APC,
+    # 3 are kept for judging; 5 labelled keep 3 for judging, so the new one is for training)
     extra = make_folder(tmp_path / "extra", n=1, n_bad=1, size=64, seed=9)
     w.add_images(extra, "test")
     new = next(r for r in w.project.images(split="test") if "extra" in r.path)
@@ -150,10 +166,16 @@ def test_compare_panel_inspects_missing_then_shows_metrics_and_adopts(qtbot, win
     assert all(ra[0] is not None and rb[0] is not None for _, ra, rb in c.rows)
     shown = sorted(float(cp.table.item(i, 4).text()) for i in range(8))
     assert shown == pytest.approx(sorted(float(f"{rb[0]:.4g}") for _, _, rb in c.rows))
-    # metrics on the labelled images neither model was fine-tuned on: 3 good + the painted one
-    assert c.n_compared == 4 and "left out of the metrics" in cp.note.text()
+    # metrics on the labelled images kept for judging, neither model was fine-tuned on: 3 good + 3 defects
+    assert c.split.judge_set.isdisjoint(c.trained_on) and new.id in c.split.train_set
+    assert c.n_compared == 6 and "left out of the metrics" in cp.note.text()
+    assert "held back for judging (3 scored by both" in cp.note.text()
+    labels = {cp.table.item(i, 0).data(Qt.UserRole): cp.table.item(i, 1).text() for i in range(8)}
+    assert labels[new.id] == "anomalous (for training)"
+    assert all(labels[i] == "anomalous (trained on)" for i in c.trained_on)
+    assert all(labels[i] == "anomalous (for judging)" for i in c.split.judge)
     m_a, m_b = c.metrics_a, c.metrics_b
-    assert m_a["n_labelled"] == m_b["n_labelled"] == 4
+    assert m_a["n_labelled"] == m_b["n_labelled"] == 6
     assert 0.0 <= m_a["image_auroc"] <= 1.0 and 0.0 <= m_b["image_auroc"] <= 1.0
     assert cp.metric_labels[("a", "image_auroc")].text() == f"{m_a['image_auroc']:.3f}"
     assert cp.metric_labels[("b", "f1")].text() == f"{m_b['f1']:.3f}"
