@@ -9,11 +9,14 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
                                QWizard, QWizardPage)
 
+import json
+
 from ..core.backbone_specs import DEFAULT_BACKBONE, REGISTRY
 from ..core.methods import catalog
 from ..core.methods.catalog import BACKBONE, MethodInfo, OptionSpec
 from ..core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
 from ..core.thresholds import STRATEGIES, STRATEGY_LABELS
+from ..core.weights_check import check_weights_file, find_weights
 from ..project import Project
 from ..project.splits import MIN_JUDGED, anomaly_split, preview, set_judged
 from ..project.training_run import TrainOutcome, TrainingJob
@@ -26,6 +29,58 @@ ALIGNMENTS = [("none", "None: parts sit in a fixture"),
               ("translation", "Translation: parts shift"),
               ("rigid", "Rigid: parts shift and turn")]
 THRESHOLDS = [(name, STRATEGY_LABELS.get(name, name)) for name in STRATEGIES]
+CHOICES_KEY = "wizard_choices"      # the project's settings table: what the wizard was last set to here
+
+
+def backbone_weights(settings: Settings, backbone: str) -> Optional[str]:
+    """Where the backbone's ImageNet weights are on this computer (the file remembered for it, the
+    environment, torchvision's cache), or None."""
+    return find_weights(backbone, settings.weights_file(backbone))[0]
+
+
+def recommended_backbone(settings: Settings) -> str:
+    """The default backbone when its weights are here, else the first one whose weights are."""
+    for name in [DEFAULT_BACKBONE] + [n for n in REGISTRY if n != DEFAULT_BACKBONE]:
+        if backbone_weights(settings, name):
+            return name
+    return DEFAULT_BACKBONE
+
+
+def recommended_choices(settings: Settings) -> dict:
+    """What the wizard starts from in a project where it was never used: the recommended settings
+    (never another project's last experiment)."""
+    return {"method": catalog.DEFAULT_METHOD, "backbone": recommended_backbone(settings), "align": "none",
+            "size": 256, "crop": 0, "threshold": "mean+3std", "options": {}}
+
+
+def project_choices(project: Optional[Project], settings: Settings) -> dict:
+    """The wizard's choices kept in this project, over the recommended ones."""
+    out = recommended_choices(settings)
+    if project is not None:
+        try:
+            kept = json.loads(project.setting(CHOICES_KEY) or "{}")
+        except ValueError:
+            kept = {}
+        if isinstance(kept, dict):
+            out.update({k: v for k, v in kept.items() if v is not None})
+    return out
+
+
+def keep_choices(project: Optional[Project], **changes) -> None:
+    """Remember the wizard's choices in the project (nothing for a read-only view)."""
+    if project is None or project.read_only:
+        return
+    try:
+        kept = json.loads(project.setting(CHOICES_KEY) or "{}")
+    except ValueError:
+        kept = {}
+    if not isinstance(kept, dict):
+        kept = {}
+    options = changes.pop("options", None)
+    kept.update(changes)
+    if options:
+        kept.setdefault("options", {}).update(options)
+    project.set_setting(CHOICES_KEY, json.dumps(kept, sort_keys=True))
 
 
 def available_methods(n_anomalies: int = 0) -> List[MethodInfo]:
@@ -165,23 +220,28 @@ class MethodPage(QWizardPage):
         lay.addRow(self.split_error)
         self.backbone = QComboBox()
         for key, text in BACKBONES:
-            self.backbone.addItem(text, key)
+            here = backbone_weights(settings, key) is not None
+            self.backbone.addItem(text + (" · weights on this computer" if here else ""), key)
         lay.addRow("Backbone", self.backbone)
         self.weights_row = QWidget()
         row = QHBoxLayout(self.weights_row)
         row.setContentsMargins(0, 0, 0, 0)
         self.weights = QLineEdit()
-        self.weights.setPlaceholderText("automatic (torchvision cache or download)")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
+        self.browse = QPushButton("Choose a weights file…")
+        self.browse.clicked.connect(self._browse)
         row.addWidget(self.weights, 1)
-        row.addWidget(browse)
+        row.addWidget(self.browse)
         lay.addRow("Weights file", self.weights_row)
+        self.download = QCheckBox("Download the ImageNet weights when training starts (needs an internet "
+                                  "connection)")
+        lay.addRow(self.download)
         self.random = QCheckBox("Random weights (for testing only: the results mean nothing)")
         lay.addRow(self.random)
-        self.hint = QLabel(objectName="counts")
+        self.hint = QLabel(objectName="counts")     # what the weights are: checked at once, never at training
         self.hint.setWordWrap(True)
+        self.hint.setTextFormat(Qt.RichText)
         lay.addRow(self.hint)
+        self.weights_ok = True
         self.layout_ = lay
         self.align = QComboBox()
         for key, text in ALIGNMENTS:
@@ -198,13 +258,16 @@ class MethodPage(QWizardPage):
         outer.addStretch(1)
         self.advisor: Optional[JobWorker] = None
         self.advised = None
-        self.method.setCurrentIndex(max(0, self.method.findData(settings.get("train/method",
-                                                                             catalog.DEFAULT_METHOD))))
-        self.align.setCurrentIndex(max(0, self.align.findData(settings.get("train/align", "none"))))
-        self.backbone.setCurrentIndex(max(0, self.backbone.findData(settings.get("train/backbone",
-                                                                                 DEFAULT_BACKBONE))))
+        # this project's choices, else the recommended ones (never another project's last experiment)
+        self.choices = project_choices(project, settings)
+        self.method.setCurrentIndex(max(0, self.method.findData(self.choices["method"])))
+        self.align.setCurrentIndex(max(0, self.align.findData(self.choices["align"])))
+        self.backbone.setCurrentIndex(max(0, self.backbone.findData(self.choices["backbone"])))
         self.backbone.currentIndexChanged.connect(self._backbone_changed)
         self.random.toggled.connect(self.weights.setDisabled)
+        self.random.toggled.connect(self._check_weights)
+        self.download.toggled.connect(self._check_weights)
+        self.weights.textChanged.connect(self._check_weights)
         self.method.currentIndexChanged.connect(self._method_changed)
         self._backbone_changed()
         self._method_changed()
@@ -296,12 +359,51 @@ class MethodPage(QWizardPage):
         backbone = BACKBONE in self.method_info.shared_settings
         for w in (self.backbone, self.weights_row, self.random, self.hint):
             self.layout_.setRowVisible(w, backbone)
+        self._check_weights()
+
+    @property
+    def needs_weights(self) -> bool:
+        return BACKBONE in self.method_info.shared_settings and not self.random.isChecked()
 
     def _backbone_changed(self) -> None:
+        self.weights.blockSignals(True)
         self.weights.setText(self.settings.weights_file(self.backbone.currentData()))
-        self.hint.setText("Without a weights file the backbone's ImageNet weights are taken from the "
-                          "torchvision cache (or downloaded once). If that is not possible, choose the "
-                          ".pth file here; it is remembered for next time.")
+        self.weights.blockSignals(False)
+        self._check_weights()
+
+    def _check_weights(self) -> None:
+        """Say at once whether the backbone has its weights: the file chosen (its header and key
+        names read, in milliseconds), else those found on this computer, else what to do."""
+        key = self.backbone.currentData()
+        label = REGISTRY[key].label.split(" (")[0] if key in REGISTRY else key
+        path = self.weights.text().strip()
+        found = find_weights(key)[0] if not path else None       # environment or torchvision cache
+        self.weights.setPlaceholderText(f"found: {found}" if found else "none on this computer")
+        missing = not path and not found and self.needs_weights
+        self.layout_.setRowVisible(self.download, missing and BACKBONE in self.method_info.shared_settings)
+        if not self.needs_weights:
+            self.weights_ok = True
+            self.hint.setText("Random weights: the model's results mean nothing (for testing only)."
+                              if self.random.isChecked() else "")
+            return
+        if path:
+            check = check_weights_file(path, key)
+            self.weights_ok = check.ok
+            color = "#2e7d32" if check.ok else "#c62828"
+            self.hint.setText(f"<span style='color:{color}'>{'✓ ' if check.ok else ''}{check.message}</span>")
+            return
+        if found:
+            self.weights_ok = True
+            self.hint.setText(f"<span style='color:#2e7d32'>✓ The ImageNet weights of {label} are on this "
+                              "computer.</span>")
+            return
+        here = [REGISTRY[n].label.split(" (")[0] for n in REGISTRY if n != key and backbone_weights(self.settings, n)]
+        self.weights_ok = self.download.isChecked()
+        text = (f"<span style='color:#c62828'>The ImageNet weights of {label} are not on this computer.</span> "
+                "Press <i>Choose a weights file…</i> to pick the .pth file (it is remembered), ")
+        text += (f"choose a backbone whose weights are here ({', '.join(here)}), " if here else "")
+        text += "or tick <i>Download</i> to fetch them when training starts."
+        self.hint.setText(text)
 
     def _browse(self) -> None:
         start = self.weights.text() or self.settings.last_dir()
@@ -316,13 +418,15 @@ class MethodPage(QWizardPage):
                 "random_weights": self.random.isChecked(), "align": self.align.currentData()}
 
     def validatePage(self) -> bool:
-        if not self._check_split():
+        self._check_weights()
+        split_ok = self._check_split()
+        if not (self.weights_ok and split_ok):
             return False
         self._store_split()
         v = self.values()
-        self.settings.set("train/method", v["method"])
-        self.settings.set("train/backbone", v["backbone"])
-        self.settings.set("train/align", v["align"])
+        # the choices are this project's (the next wizard here opens on them; a new project on the
+        # recommended ones); a weights file belongs to this computer, remembered per backbone
+        keep_choices(self.project, method=v["method"], backbone=v["backbone"], align=v["align"])
         if not v["random_weights"]:
             self.settings.set_weights_file(v["backbone"], v["weights"] or "")
         return True
@@ -376,9 +480,12 @@ def widget_value(w):
 class OptionsPage(QWizardPage):
     """Image size, threshold and the chosen method's main options (from the method catalog)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, project: Optional[Project] = None):
         super().__init__()
         self.settings = settings
+        self.project = project
+        choices = project_choices(project, settings)
+        kept_options = choices.get("options") or {}
         self.setTitle("Image size, threshold and method options")
         self.setSubTitle("Larger images find smaller defects but train more slowly.")
         lay = QFormLayout(self)
@@ -387,20 +494,20 @@ class OptionsPage(QWizardPage):
         self.size.setRange(32, 1024)
         self.size.setSingleStep(32)
         self.size.setSuffix(" px")
-        self.size.setValue(settings.get("train/size", 256, int))
+        self.size.setValue(int(choices["size"]))
         lay.addRow("Image size", self.size)
         self.crop = QSpinBox()
         self.crop.setRange(0, 1024)
         self.crop.setSingleStep(32)
         self.crop.setSpecialValueText("no crop (whole image)")
-        self.crop.setValue(settings.get("train/crop", 0, int))
+        self.crop.setValue(int(choices["crop"] or 0))
         lay.addRow("Center crop", self.crop)
         # each method's main options, shown for the method chosen on the previous page
         self.option_fields: Dict[str, Dict[str, QWidget]] = {}
         for info in catalog.methods():
             fields = self.option_fields[info.name] = {}
             for spec in info.main_specs():
-                value = settings.get(self._key(info, spec), spec.default, spec.kind)
+                value = (kept_options.get(info.name) or {}).get(spec.name, spec.default)
                 try:
                     value = spec.coerce(value, info.label)
                 except Exception:           # a remembered value the catalog no longer accepts
@@ -410,15 +517,11 @@ class OptionsPage(QWizardPage):
         self.threshold = QComboBox()
         for key, text in THRESHOLDS:
             self.threshold.addItem(text, key)
-        self.threshold.setCurrentIndex(max(0, self.threshold.findData(settings.get("train/threshold", "mean+3std"))))
+        self.threshold.setCurrentIndex(max(0, self.threshold.findData(choices["threshold"])))
         lay.addRow("Threshold", self.threshold)
         self.inspect = QCheckBox("Inspect the project's test images with the new model")
         self.inspect.setChecked(True)
         lay.addRow(self.inspect)
-
-    @staticmethod
-    def _key(info: MethodInfo, spec: OptionSpec) -> str:
-        return f"train/{info.name}/{spec.name}"
 
     def method_info(self) -> Optional[MethodInfo]:
         w = self.wizard()
@@ -444,12 +547,11 @@ class OptionsPage(QWizardPage):
 
     def validatePage(self) -> bool:
         info = self.method_info()
+        options = {}
         if info is not None:
-            for spec in info.main_specs():
-                self.settings.set(self._key(info, spec), widget_value(self.fields[spec.name]))
-        self.settings.set("train/size", self.size.value())
-        self.settings.set("train/crop", self.crop.value())
-        self.settings.set("train/threshold", self.threshold.currentData())
+            options[info.name] = {spec.name: widget_value(self.fields[spec.name]) for spec in info.main_specs()}
+        keep_choices(self.project, size=self.size.value(), crop=self.crop.value(),
+                     threshold=self.threshold.currentData(), options=options)
         return True
 
 
@@ -659,7 +761,7 @@ class TrainWizard(QWizard):
         self.resize(720, 560)
         self.data_page = DataPage(project)
         self.method_page = MethodPage(settings, project)
-        self.options_page = OptionsPage(settings)
+        self.options_page = OptionsPage(settings, project)
         self.run_page = RunPage(project)
         self.result_page = ResultPage()
         for p in (self.data_page, self.method_page, self.options_page, self.run_page, self.result_page):

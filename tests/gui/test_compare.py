@@ -55,6 +55,7 @@ def test_wizard_offers_apc_only_with_labelled_anomalies(qtbot, tmp_path):
         # the split: 3 labelled defects are all kept for judging by default, so APC cannot go on
         assert mp.judged.value() == 3 and mp.judged.maximum() == 3
         assert "<b>0</b> for training, <b>3</b> for judging" in mp.split_text.text()
+        mp.random.setChecked(True)                       # no weights here: the plumbing only
         wiz.show()
         wiz.data_page.name.setText("apc-1")
         wiz.next()
