@@ -151,7 +151,7 @@ class ThresholdPanel(QWidget):
             self.info.setText("")
             self._enable(False)
             return
-        pairs = [(s, 1 if lab == "anomalous" else 0) for s, lab in labelled_scores(self.project, model)
+        pairs = [(s, 1 if lab == "anomalous" else 0) for s, lab in labelled_scores(self.project, model, judged_only=False)
                  if lab in ("good", "anomalous")]
         self.heading.setText(f"Threshold of {model.name} ({model.method})")
         scores = [s for s, _ in pairs]

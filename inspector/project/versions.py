@@ -254,13 +254,18 @@ class VersionRow:
     metrics: Dict[str, float]      # on the labelled images it scored (labelled_metrics)
 
 
-def labelled_scores(project: Project, model: ModelRow) -> List[Tuple[float, Optional[str]]]:
-    """(score, label) of the model's results on the labelled good images and the labelled defects
-    the project's split keeps for judging (:mod:`.splits`), leaving out the images it learnt: those
-    it was fine-tuned on (APC) and the good images added to it (their scores are no longer unseen ones)."""
+def labelled_scores(project: Project, model: ModelRow, judged_only: bool = True
+                    ) -> List[Tuple[float, Optional[str]]]:
+    """(score, label) of the model's results on the labelled good images and (``judged_only``, the
+    metrics) the labelled defects the project's split keeps for judging (:mod:`.splits`), else all
+    labelled defects (the threshold panel: every confirmed part helps to place a threshold); always
+    leaving out the images it learnt: those it was fine-tuned on (APC) and the good images added to
+    it (their scores are no longer unseen ones)."""
     excluded = {int(i) for i in (model.meta.get("trained_on_anomalies") or [])}
     learnt = already_learnt(model.meta)
     rows = [r for r in project.images(model.id) if r.path not in learnt]
+    if not judged_only:
+        return [(r.score, r.label) for r in rows if r.score is not None and r.id not in excluded]
     return judged_scores(rows, anomaly_split(project), excluded)
 
 

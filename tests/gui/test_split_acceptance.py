@@ -83,5 +83,6 @@ def test_apc_in_the_wizard_is_judged_on_the_held_back_bottle_defects(window, qtb
     labels = {cp.table.item(i, 0).data(Qt.UserRole): cp.table.item(i, 1).text() for i in range(cp.table.rowCount())}
     assert sum(v == "anomalous (for judging)" for v in labels.values()) == 32
     assert sum(v == "anomalous (trained on)" for v in labels.values()) == 31
+    cp.table.sortItems(1, Qt.AscendingOrder)        # the defects first: "(for judging)", then "(trained on)"
     window.grab().save(str(shots / "compare.png"))
     print(f"APC image AUROC on the 32 held back: {m['image_auroc']:.3f}; PatchCore: {pc.metrics['image_auroc']:.3f}")
