@@ -87,6 +87,7 @@ class ComparePanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)   # "(for judging)"
         self.table.setSortingEnabled(True)
 
         lay = QVBoxLayout(self)
