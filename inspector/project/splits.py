@@ -62,14 +62,6 @@ class AnomalySplit:
     def to_json(self) -> str:
         return json.dumps({"judge": sorted(self.judge), "train": sorted(self.train)})
 
-    def describe(self) -> str:
-        """One sentence for the wizard."""
-        if self.n == 0:
-            return ""
-        return (f"{len(self.train)} labelled defect{'s' if len(self.train) != 1 else ''} for training, "
-                f"{len(self.judge)} kept for judging (the metrics of every model are computed on these, "
-                "never on defects a model learnt from)")
-
 
 def resolve(anomalies: Iterable[Tuple[int, str]], stored: Optional[Mapping] = None,
             chosen: Optional[int] = None) -> AnomalySplit:
