@@ -208,3 +208,57 @@ def test_the_first_announced_plan_wins():
     bar = Bar()
     Job(bar).announce(PLAN)
     assert bar.plan == PLAN
+
+
+# -- the terminal ---------------------------------------------------------------------------------------
+
+def _terminal(tty, plan=PLAN):
+    import io
+    from inspector.terminal import TerminalProgress
+    clock = Clock()
+    out = io.StringIO()
+    bar = TerminalProgress(stream=out, clock=clock, tty=tty)
+    if plan is not None:
+        Job(bar).announce(plan)
+    return bar, out, clock
+
+
+def test_terminal_shows_overall_stage_rate_and_eta():
+    bar, out, clock = _terminal(tty=True)
+    bar("loading backbone", 0, 1)
+    assert "img/s" not in bar.line() and "left" not in bar.line()
+    for i in range(1, 6):
+        clock.advance(2)
+        bar("extracting features", 16 * i, 200)
+    line = bar.line()
+    assert line.startswith(" 30% [######")         # 0.1 + 0.5 x 80/200 of the whole
+    assert "extracting features 80/200" in line and "8.0 img/s" in line and "left" in line
+    assert "\r" in out.getvalue() and "\n" not in out.getvalue()
+    bar.close()
+    assert out.getvalue().endswith("\r") and "left" not in out.getvalue().rsplit("\r", 2)[-2]
+
+
+def test_terminal_rate_of_a_countless_stage_is_never_shown():
+    bar, out, clock = _terminal(tty=True)
+    for i in range(1, 8):
+        clock.advance(1e-6)
+        bar("coreset", 1000 * i, 100000)          # picks, not images: no unit, no rate
+    assert "/s" not in bar.line()
+    bar, out, clock = _terminal(tty=True, plan=None)
+    for i in range(1, 8):
+        clock.advance(1)
+        bar("extracting features", 16 * i, 200)
+    assert "16.0 img/s" in bar.line() and bar.line().startswith(" 56% [")   # without a plan: the stage's
+
+
+def test_terminal_into_a_file_prints_a_short_line_every_few_seconds():
+    bar, out, clock = _terminal(tty=False)
+    for i in range(1, 101):
+        clock.advance(0.5)
+        bar("extracting features", 2 * i, 200)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert 9 <= len(lines) <= 11                    # 50 s of reports, one line per 5 s
+    assert all(len(line) < 100 for line in lines)
+    bar.close()
+    assert out.getvalue().splitlines() == lines      # nothing more, nothing to clear
