@@ -1,0 +1,89 @@
+"""The wizard's RunPage draws the overall meter: weighted bar, current stage, an ETA only once
+measured, nothing stale after Cancel or the end (a fake clock and fake worker: no training)."""
+
+import os
+
+import pytest
+
+from inspector.core.progress import training_plan
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class FakeWorker:
+    def __init__(self):
+        self.is_cancelling = False
+
+    def cancel(self):
+        self.is_cancelling = True
+
+
+@pytest.fixture
+def page(qtbot):
+    from inspector.gui.app import create_app
+    from inspector.gui.wizard import RunPage
+
+    create_app()
+    p = RunPage(None)
+    qtbot.addWidget(p)
+    p.resize(680, 300)
+    p.clock = clock = Clock()
+    from inspector.core.progress import ProgressMeter
+    p.meter = ProgressMeter(clock=clock)
+    p.worker, p.state = FakeWorker(), "running"
+    p.show()
+    return p
+
+
+def _mid_run(page):
+    clock = page.clock
+    page._planned(training_plan("patchcore", {}, 60, n_test=20, save=True))
+    page._progress("loading backbone", 0, 1)
+    clock.t += 4
+    page._progress("loading backbone", 1, 1)
+    clock.t += 2
+    page._progress("extracting features", 16, 60)
+    assert "left" not in page.times.text()              # the first counted step: no ETA yet
+    for done in (32, 48):
+        clock.t += 2.5
+        page._progress("extracting features", done, 60)
+
+
+def test_run_page_shows_overall_bar_stage_and_eta(page, tmp_path):
+    _mid_run(page)
+    assert page.bar.maximum() == 1000 and 0 < page.bar.value() < 1000
+    assert page.stage.text() == "Extracting features"
+    detail = page.detail.text()
+    assert detail.startswith("Step 2 of ") and "48 of 60" in detail and "img/s" in detail
+    assert "Elapsed 0:11" in page.times.text() and "left" in page.times.text()
+    out = os.environ.get("INSPECTOR_SHOTS")             # set it to look at the page
+    page.grab().save(os.path.join(out, "runpage-mid.png") if out else str(tmp_path / "runpage-mid.png"))
+
+
+def test_nothing_stale_after_cancel(page):
+    _mid_run(page)
+    assert "left" in page.times.text()
+    page.cancel()
+    assert "left" not in page.times.text() and page.detail.text() == ""
+    assert page.stage.text() == "Cancelling…"
+    page._progress("extracting features", 60, 60)       # a report still on its way changes nothing
+    assert "left" not in page.times.text() and page.stage.text() == "Cancelling…"
+    page.clock.t += 3
+    page._cancelled()
+    assert page.times.text() == "Cancelled after 0:14"
+    assert "previous model" in page.stage.text() and page.detail.text() == ""
+    page._tick()                                         # the ticker firing late writes the same
+    assert page.times.text() == "Cancelled after 0:14"
+
+
+def test_done_says_how_long_it_took(page):
+    _mid_run(page)
+    page.clock.t += 49
+    page._finished(type("Outcome", (), {})())
+    assert page.times.text() == "Done in 1:00" and page.detail.text() == ""
