@@ -87,3 +87,25 @@ def test_done_says_how_long_it_took(page):
     page.clock.t += 49
     page._finished(type("Outcome", (), {})())
     assert page.times.text() == "Done in 1:00" and page.detail.text() == ""
+
+
+def test_status_bar_job_uses_the_same_meter(qtbot):
+    from inspector.core.progress import ProgressMeter
+    from inspector.gui.app import create_app
+    from inspector.gui.main_window import JobStatus
+
+    create_app()
+    status = JobStatus()
+    qtbot.addWidget(status)
+    status.begin("inspecting")
+    assert status.bar.maximum() == 0                         # busy until something is known
+    clock = Clock()
+    status.meter = ProgressMeter(clock=clock)
+    status.report("inspecting", 8, 100)
+    assert status.label.text() == "inspecting: inspecting 8/100" and status.bar.value() == 80
+    for done in (16, 24, 32):
+        clock.t += 2
+        status.report("inspecting", done, 100)
+    assert status.label.text() == "inspecting: inspecting 32/100  ·  4.0 img/s, about 0:15 left"
+    status.begin("training")
+    assert status.label.text() == "training" and "left" not in status.label.text()
