@@ -262,3 +262,30 @@ def test_terminal_into_a_file_prints_a_short_line_every_few_seconds():
     assert all(len(line) < 100 for line in lines)
     bar.close()
     assert out.getvalue().splitlines() == lines      # nothing more, nothing to clear
+
+
+# -- the plan against real trainings (tiny: resnet18, random weights, 64 px) ---------------------------
+
+@pytest.mark.parametrize("method,extra", [
+    ("patchcore", {}),                                           # 12 images: 5-fold cross-fit
+    ("patchcore", {"holdout": 2, "align": "translation"}),
+    ("npad", {"options": {"k_channels": 16, "shifts": 0}}),
+])
+def test_every_stage_a_training_reports_is_planned_in_order(good_dir, method, extra):
+    from inspector.core.images import list_images
+    from inspector.core.pipeline.training import TrainSettings, train_model
+
+    settings = TrainSettings(method=method, backbone="resnet18", random_weights=True, resize=64,
+                             **{"options": {"coreset_ratio": 0.5}, **extra})
+    reports, plans = [], []
+    train_model(list_images(good_dir), settings, Job(lambda *r: reports.append(r), plan=plans.append))
+    assert len(plans) == 1
+    keys = [s.key for s in plans[0]]
+    order = [keys.index(stage_key(stage)) for stage, _, _ in reports]     # ValueError: a stage not planned
+    assert order == sorted(order) and order[-1] == len(keys) - 1
+    meter = ProgressMeter(plans[0], clock=lambda: 0.0)
+    seen = []
+    for r in reports:
+        meter.update(*r)
+        seen.append(meter.overall)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
