@@ -407,8 +407,8 @@ class ProgressMeter:
         run = self._run
         if not self._plan or run.index < 0:
             return self._stage_seconds_left(now)
-        if not self.measured:
-            return None
+        if not (self.measured or self._hist_time >= self.MIN_SPAN):
+            return None             # nothing measured yet: no stage rate, no finished counted stage
         spw = self._seconds_per_weight()
         if spw is None:
             return None

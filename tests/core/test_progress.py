@@ -47,6 +47,23 @@ def test_no_eta_before_the_first_measured_step():
     assert "left" in m.eta_text()
 
 
+def test_finished_stages_calibrate_the_ones_ahead():
+    """Stages too short to measure a rate (one report each, as a cross-fit fold's) still give an
+    ETA once a counted stage has finished: its whole time per weight, never one tick's."""
+    clock = Clock()
+    plan = [PlanStage(f"fold {k}/extracting features", "", 0.2, "img") for k in range(1, 6)]
+    m = ProgressMeter(plan, clock)
+    clock.advance(1)
+    m.update("thresholds, fold 1 of 5: extracting features", 0, 16)
+    clock.advance(4)
+    m.update("thresholds, fold 1 of 5: extracting features", 16, 16)
+    assert m.eta() is None                     # not finished yet: one tick is no measurement
+    clock.advance(4)
+    m.update("thresholds, fold 2 of 5: extracting features", 16, 16)
+    # fold 1 took 4 s for 0.2 of the whole: fold 2 just ended, 3 folds of 4 s remain
+    assert m.eta() == pytest.approx(max(0.0, 0.2 * 20 - 4) + 0.6 * 20)
+
+
 def test_a_stage_first_tick_after_long_setup_gives_no_wild_eta():
     """The coreset's first pick comes after seconds of set-up: no ETA from that tick alone, and the
     set-up time does not enter its rate."""
