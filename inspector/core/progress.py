@@ -198,7 +198,10 @@ def fmt_duration(s: float) -> str:
 
 
 def fmt_eta(s: float) -> str:
-    """A remaining time rounded so that it does not flicker: "about 0:40 left", "about 12 min left"."""
+    """A remaining time rounded so that it does not flicker: "about 0:40 left", "about 12 min left",
+    "a few seconds left"."""
+    if s < 5:
+        return "a few seconds left"
     if s < 60:
         step = 5
     elif s < 600:

@@ -163,7 +163,8 @@ def test_rate_formatting(per_second, unit, text):
 
 
 def test_eta_is_rounded_so_it_does_not_flicker():
-    assert fmt_eta(3) == "about 0:05 left"
+    assert fmt_eta(3) == "a few seconds left"
+    assert fmt_eta(6) == "about 0:05 left"
     assert fmt_eta(42) == "about 0:40 left"
     assert fmt_eta(127) == "about 2:10 left"
     assert fmt_eta(3 * 3600) == "about 180 min left"
