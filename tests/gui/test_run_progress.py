@@ -109,3 +109,40 @@ def test_status_bar_job_uses_the_same_meter(qtbot):
     assert status.label.text() == "inspecting: inspecting 32/100  ·  4.0 img/s, about 0:15 left"
     status.begin("training")
     assert status.label.text() == "training" and "left" not in status.label.text()
+
+
+def announcing_job(job=None):
+    """A job in a worker process that announces its plan, then reports."""
+    from inspector.core.progress import PlanStage
+    job.announce([PlanStage("a", "a", 0.25), PlanStage("b", "b", 0.75)])
+    job.step("a", 1, 1)
+    job.step("b", 1, 2)
+    return "ok"
+
+
+def test_the_plan_crosses_the_process_boundary_before_the_progress(qtbot):
+    from PySide6.QtCore import QObject, Slot
+
+    from inspector.gui.workers import ProcessJobWorker
+
+    class Receiver(QObject):
+        def __init__(self):
+            super().__init__()
+            self.got = []
+
+        @Slot(object)
+        def planned(self, plan):
+            self.got.append(("plan", [s.key for s in plan]))
+
+        @Slot(str, int, int)
+        def progress(self, stage, done, total):
+            self.got.append((stage, done, total))
+
+    r = Receiver()
+    w = ProcessJobWorker(announcing_job)
+    w.planned.connect(r.planned)
+    w.progress.connect(r.progress)
+    with qtbot.waitSignal(w.ended, timeout=120000):
+        w.start()
+    qtbot.waitUntil(lambda: len(r.got) == 3, timeout=5000)
+    assert r.got == [("plan", ["a", "b"]), ("a", 1, 1), ("b", 1, 2)]
