@@ -26,45 +26,55 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # -- measured stage costs -----------------------------------------------------------------------------
 #
-# Seconds per stage on the development machine: 2 shared CPU cores (no GPU), wide_resnet50_2 with
-# random weights (the time is that of ImageNet weights), 224 px frames, synthetic 256 px parts,
-# default options (PatchCore coreset 0.1, APC 3 epochs of batch 8 with 2 anomalous, N-pad k=150,
-# 2 shifts).  Measured with /tmp-style small runs of ``train_model`` (20 and 60 good images,
-# 5-fold cross-fit; 4 labelled anomalies for APC), timing every ``(stage, done, total)`` report:
-# a stage's time runs from the previous stage's last report to its own last one.  Per image where
-# the cost grows with the images, per run where it does not.  Only the ratios matter: the meter
-# turns them into shares of the whole, and measures the actual rate of each stage as it runs.
-# On a GPU the backbone stages (features, fine-tuning, scoring) are relatively cheaper than here.
+# Seconds per stage, on the development machine (2 CPU cores shared with other jobs, no GPU;
+# wide_resnet50_2 with random weights, which cost what ImageNet weights cost; 224 px frames of
+# synthetic 256 px parts; default options).  How: ``train_model`` runs of 20 and 60 good images
+# (PatchCore), 20 good + 4 labelled anomalies (APC) and 12 good (N-pad, the full fit and part of a
+# fold), every ``(stage, done, total)`` report timestamped; a stage's time runs from the previous
+# stage's last report to its own last one.  The machine's load (other people's tests) changed
+# several-fold during the runs, so every cost is taken relative to feature extraction *in the same
+# run* and scaled to its unloaded rate (0.17 s per image, the 20-image run at load < 1); APC's
+# fine-tuning step against feature extraction was timed alternately (4 batches of 8 each, medians)
+# so that the load hit both alike: 3.5 feature-images per fine-tuning sample.
 #
-#   stage                       per run (s)  per image (s)   notes
-#   loading backbone            1.6                          model build + weights
-#   extracting features                      0.17            batch 16, 224 px
-#   coreset                     0.3          0.004 x n/20    greedy k-center over n*784 patches:
-#                                                            grows ~ n^2 (n = images); numba JIT
-#                                                            once per machine (cached) not counted
-#   building index              1.0          0.01
-#   scoring (held-out images)                0.03 PatchCore, x (1 + shifts) N-pad
-#   fine-tuning (APC)                        2.2 per sample  forward + backward + Adam
-#   reading images              (inside the per-image costs of the stage that reads them)
-#   N-pad statistics                         0.01
-#   N-pad neighbour weights     2.0                          per grid position, independent of n
-#   N-pad distributions A, B    3.0                          per grid position, independent of n
-#   N-pad k-means               0.5          0.02
-#   saving the model            0.5
-#   inspecting (test images)                 0.2             reads, scores, writes maps
+#   stage                        measured                         model (seconds)
+#   loading backbone             1.2-1.9 s                        1.2
+#   extracting features          0.14-0.23 s/img                  0.17 per image
+#   coreset (greedy k-center)    fold of 16: 0.1 s, of 48: 0.5 s; 0.0016 n^1.5 x ratio/0.1, plus
+#                                full fit of 60: 1.6 s            1.0 in the full fit (coverage
+#                                                                 radius, JIT cache load)
+#   building index               0.7-1.8 s for 1-5k rows          0.8 + 0.002 per image
+#   scoring (held-out)           0.14 s/img                       0.14 per image
+#   fine-tuning (APC)            3.5 x a feature image / sample   0.6 per sample
+#   reading images (APC)         0.04 s/img                       0.02 per image
+#   N-pad statistics             1.2 x a feature image            0.2 per image
+#   N-pad neighbour weights      41 feature-images (n-free)       7 (x (k/150)^3, assumed)
+#   N-pad distributions A, B     107 feature-images (n-free)      18 (x (k/150)^3, assumed)
+#   N-pad k-means                118 feature-images, 940 centr.   20 x (c/940)^2 up to 4096
+#                                                                 centroids (flat), ^1.5 beyond
+#   not measured (estimates)     saving 0.5; inspecting 0.2/img; alignment 0.05/img; N-pad scoring
+#                                (1 + shifts) x 0.17 + 0.05 per image
+#
+# All scale with the frame's area (pixels / 224^2) where the backbone or the patch count does.
+# Only the ratios matter: the meter turns them into shares of the whole and measures each stage's
+# actual rate as it runs.  On a GPU the backbone stages (features, fine-tuning, scoring) are
+# relatively cheaper than here, so there the bar moves faster through them than the weights say.
 
-PER_IMAGE_FEATURES = 0.17
-PER_IMAGE_SCORING = 0.03
-PER_IMAGE_INSPECTING = 0.2
-PER_SAMPLE_FINE_TUNING = 2.2
-BACKBONE_LOAD = 1.6
+FEATURES = 0.17
+SCORING = 0.14
+INSPECTING = 0.2
+FINE_TUNING_SAMPLE = 0.6
+READING = 0.02
+BACKBONE_LOAD = 1.2
 SAVE = 0.5
-INDEX_FIXED, INDEX_PER_IMAGE = 1.0, 0.01
-CORESET_FIXED, CORESET_PER_IMAGE_AT_20 = 0.3, 0.004
-NPAD_STATISTICS = 0.01
-NPAD_WEIGHTS, NPAD_DISTRIBUTIONS = 2.0, 3.0
-NPAD_KMEANS_FIXED, NPAD_KMEANS_PER_IMAGE = 0.5, 0.02
+INDEX_FIXED, INDEX_PER_IMAGE = 0.8, 0.002
+CORESET_A, CORESET_EXP, CORESET_FULL_FIT = 0.0016, 1.5, 1.0
+NPAD_STATISTICS = 0.2
+NPAD_WEIGHTS, NPAD_DISTRIBUTIONS = 7.0, 18.0
+NPAD_KMEANS, NPAD_KMEANS_AT, NPAD_KMEANS_FLAT_MAX = 20.0, 940, 4096
+NPAD_SCORING_EXTRA = 0.05
 ALIGN_PER_IMAGE = 0.05
+POSITIONS = 784              # feature-grid positions of a 224 px frame (stride 8)
 REFERENCE_SIZE = 224
 
 
@@ -106,34 +116,43 @@ def stage_unit(key: str) -> str:
     return UNITS.get(key.split("/", 1)[-1], "")
 
 
-def _coreset_cost(n: int, ratio: float) -> float:
-    # greedy k-center: patches (∝ n) × picks (∝ n × ratio); measured at n=20, ratio 0.1
-    return CORESET_FIXED + CORESET_PER_IMAGE_AT_20 * n * (n / 20.0) * (ratio / 0.1)
+def _coreset_cost(n: int, ratio: float, full: bool) -> float:
+    return CORESET_A * n ** CORESET_EXP * (ratio / 0.1) + (CORESET_FULL_FIT if full else 0.0)
 
 
-def _fit_costs(method: str, options: Mapping, n: int, n_anomalies: int, pix: float, first: bool
-               ) -> List[Tuple[str, float]]:
-    """(key, seconds) of fitting ``method`` on ``n`` normal images (``first``: the full fit, not a fold)."""
+def _kmeans_cost(n: int, options: Mapping, pix: float) -> float:
+    c = min(float(options.get("max_centroids", 262144) or 262144),
+            float(options.get("centroid_ratio", 0.1) or 0.1) * n * POSITIONS * pix)
+    if c <= NPAD_KMEANS_FLAT_MAX:
+        return NPAD_KMEANS * (c / NPAD_KMEANS_AT) ** 2
+    return NPAD_KMEANS * (NPAD_KMEANS_FLAT_MAX / NPAD_KMEANS_AT) ** 2 * (c / NPAD_KMEANS_FLAT_MAX) ** 1.5
+
+
+def _fit_costs(method: str, options: Mapping, n: int, pix: float, full: bool) -> List[Tuple[str, float]]:
+    """(key, seconds) of fitting ``method`` on ``n`` normal images (``full``: the fit on all of
+    them, not a cross-fit fold's)."""
     if method == "npad":
+        k = float(options.get("k_channels", 150) or 150)
+        channels = (k / 150.0) ** 3
         return [("loading backbone", BACKBONE_LOAD),
-                ("extracting features", PER_IMAGE_FEATURES * pix * n),
-                ("statistics", NPAD_STATISTICS * n),
-                ("neighbour weights", NPAD_WEIGHTS * pix),
-                ("distributions A and B", NPAD_DISTRIBUTIONS * pix),
-                ("k-means", NPAD_KMEANS_FIXED + NPAD_KMEANS_PER_IMAGE * pix * n)]
+                ("extracting features", FEATURES * pix * n),
+                ("statistics", NPAD_STATISTICS * pix * n),
+                ("neighbour weights", NPAD_WEIGHTS * pix * channels),
+                ("distributions A and B", NPAD_DISTRIBUTIONS * pix * channels),
+                ("k-means", _kmeans_cost(n, options, pix))]
     ratio = float(options.get("coreset_ratio", 0.1) or 0.1)
-    bank = [("extracting features", PER_IMAGE_FEATURES * pix * n),
-            ("coreset", _coreset_cost(n, ratio) * pix),
-            ("building index", INDEX_FIXED + INDEX_PER_IMAGE * pix * n * ratio / 0.1)]
-    if method == "apc" and first:
+    bank = [("extracting features", FEATURES * pix * n),
+            ("coreset", _coreset_cost(n, ratio, full) * pix),
+            ("building index", INDEX_FIXED + INDEX_PER_IMAGE * n * pix)]
+    if method == "apc" and full:
         epochs = int(options.get("epochs", 3) or 3)
         batch = int(options.get("batch_size", 8) or 8)
         frac = float(options.get("anomalous_fraction", 0.25) or 0.25)
-        normals_per_batch = max(1, batch - max(1, math.ceil(batch * frac)))
-        samples = epochs * math.ceil(n / normals_per_batch) * batch
-        return [("reading images", 0.01 * n), ("loading backbone", BACKBONE_LOAD),
-                ("fine-tuning", PER_SAMPLE_FINE_TUNING * pix * samples)] + bank
-    if first:
+        normals_per_batch = max(1, batch - min(batch - 1, max(1, math.ceil(batch * frac))))
+        samples = epochs * math.ceil(n / normals_per_batch) * batch        # as apc.net.BalancedBatchSampler
+        return [("reading images", READING * n), ("loading backbone", BACKBONE_LOAD),
+                ("fine-tuning", FINE_TUNING_SAMPLE * pix * samples)] + bank
+    if full:
         return [("loading backbone", BACKBONE_LOAD)] + bank
     return bank
 
@@ -162,29 +181,34 @@ def training_plan(method: str, options: Optional[Mapping] = None, n_images: int 
     n = max(1, int(n_images))
     plan = calibration if calibration is not None else default_calibration(n)
     pix = (max(16, int(size or REFERENCE_SIZE)) / REFERENCE_SIZE) ** 2
-    shifts = int(options.get("shifts", 2) or 0) if method == "npad" else 0
-    scoring = PER_IMAGE_SCORING * pix * (1 + shifts) + (PER_IMAGE_FEATURES * pix if method != "patchcore" else
-                                                        PER_IMAGE_FEATURES * pix)
+    if method == "npad":
+        shifts = int(options.get("shifts", 2) if options.get("shifts") is not None else 2)
+        scoring = ((1 + shifts) * FEATURES + NPAD_SCORING_EXTRA) * pix
+    else:
+        scoring = SCORING * pix
     costs: List[Tuple[str, float]] = []
     if align and align != "none":
         costs.append(("alignment reference", ALIGN_PER_IMAGE * n))
     if isinstance(plan, CrossFit):
-        costs += _fit_costs(method, options, n, n_anomalies, pix, True)
+        costs += _fit_costs(method, options, n, pix, True)
         folds = max(2, int(plan.folds))
         for k in range(folds):
             held = len(range(k, n, folds))              # fold sizes as split_folds cuts them
-            for key, c in _fit_costs(method, options, n - held, n_anomalies, pix, method == "npad"):
+            # a fold refits the bank on the other folds' images (N-pad: the whole model; APC keeps
+            # its fine-tuned encoder)
+            fold_full = method == "npad"
+            for key, c in _fit_costs(method, options, n - held, pix, fold_full):
                 costs.append((f"fold {k + 1}/{key}", c))
             costs.append((f"fold {k + 1}/scoring", scoring * held))
     else:
         held = int(getattr(plan, "n", 0) or 0)
-        costs += _fit_costs(method, options, n - held, n_anomalies, pix, True)
+        costs += _fit_costs(method, options, n - held, pix, True)
         if held:
             costs.append(("calibrating thresholds", scoring * held))
     if save:
         costs.append(("saving the model", SAVE))
     if n_test:
-        costs.append(("inspecting", PER_IMAGE_INSPECTING * pix * n_test))
+        costs.append(("inspecting", INSPECTING * pix * n_test))
     total = sum(c for _, c in costs) or 1.0
     return [PlanStage(key, _label(key), c / total, stage_unit(key)) for key, c in costs]
 

@@ -187,7 +187,8 @@ def test_training_plan_lists_weighted_stages(method):
 
 
 def test_training_plan_weights_follow_the_costs():
-    small, large = training_plan("patchcore", {}, 40), training_plan("patchcore", {}, 400, calibration=HoldOut(25))
+    small = training_plan("patchcore", {}, 100, calibration=HoldOut(10))
+    large = training_plan("patchcore", {}, 1000, calibration=HoldOut(25))
     w = lambda plan, key: next(s.weight for s in plan if s.key == key)
     # the backbone load is fixed, the features grow with the images, the coreset faster
     assert w(large, "loading backbone") < w(small, "loading backbone")
