@@ -4,6 +4,12 @@ A job is a plain function that accepts ``progress`` (a callable ``(stage, done, 
 ``cancel`` (a :class:`CancelToken`).  It reports between steps and checks the token between
 batches, raising :class:`Cancelled` when it is set.  The CLI shows a terminal bar, the GUI wraps
 the same function in a QThread worker, tests call it directly.
+
+A job that knows its stages in advance announces them once (``job.announce(plan)``, a list of
+:class:`~.progress.PlanStage`): the plan callback (``Job(plan=...)``, or the progress callback's
+own ``set_plan`` method) gets it, so that one overall bar and ETA can run over all stages
+(:mod:`.progress`).  The first announcement wins: a training inside a larger job (a project's
+training, which also saves and inspects) keeps the outer job's plan.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import threading
 from typing import Callable, Optional
 
 ProgressFn = Callable[[str, int, int], None]
+PlanFn = Callable[[list], None]
 
 
 class Cancelled(Exception):
@@ -47,9 +54,20 @@ class Job:
     then forwards to the progress callback.
     """
 
-    def __init__(self, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None):
+    def __init__(self, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+                 plan: Optional[PlanFn] = None):
         self.progress: ProgressFn = progress or _no_progress
         self.cancel: CancelToken = cancel or CancelToken()
+        self._plan_fn: Optional[PlanFn] = plan or getattr(progress, "set_plan", None)
+        self.announced = False
+
+    def announce(self, plan: list) -> None:
+        """Announce the job's stages (see the module); only the first announcement counts."""
+        if self.announced:
+            return
+        self.announced = True
+        if self._plan_fn is not None:
+            self._plan_fn(list(plan))
 
     def step(self, stage: str, done: int, total: int) -> None:
         self.cancel.raise_if_cancelled()

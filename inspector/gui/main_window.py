@@ -15,12 +15,14 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLab
 
 from ..core.backbone_specs import weights_for_loading
 from ..core.datasets import is_mvtec_category
+from ..core.progress import ProgressMeter
 from ..project import DB_NAME, Project, is_project
 from ..project.inspection import InspectionJob
 from ..project.versions import KeepThresholdJob, UpdateJob
 from ..reports import export_csv
 from .browser import BrowserPanel
 from .compare import ComparePanel
+from .progress import show_on_bar
 from .review import ReviewPanel
 from .settings import Settings
 from .start_page import StartPage
@@ -104,7 +106,27 @@ class JobStatus(QWidget):
         self.cancel = QPushButton("Cancel")
         for w in (self.label, self.bar, self.cancel):
             lay.addWidget(w)
+        self.meter = ProgressMeter()
         self.hide()
+
+    def begin(self, title: str) -> None:
+        """A new job: a fresh meter (no ETA until it has measured something), a busy bar."""
+        self.title = title
+        self.meter = ProgressMeter()
+        self.label.setText(title)
+        self.bar.setRange(0, 0)
+
+    def set_plan(self, plan) -> None:
+        self.meter.set_plan(plan)
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """One report: the same overall bar, stage and ETA as the training wizard's."""
+        m = self.meter
+        m.update(stage, done, total)
+        text = f"{self.title}: {stage}" + (f" {done}/{total}" if total > 1 else "")
+        tail = [t for t in (m.rate_text(), m.eta_text()) if t]
+        self.label.setText(text + ("  ·  " + ", ".join(tail) if tail else ""))
+        show_on_bar(self.bar, m)
 
 
 class MainWindow(QMainWindow):
@@ -682,10 +704,10 @@ class MainWindow(QMainWindow):
             return None
         self.job = ProcessJobWorker(fn, *args, **kwargs)
         self.job_title = title
-        self.job_status.label.setText(title)
-        self.job_status.bar.setRange(0, 0)
+        self.job_status.begin(title)
         self.job_status.cancel.setEnabled(True)
         self.job_status.show()
+        self.job.planned.connect(self._job_planned)
         self.job.progress.connect(self._job_progress)
         # Only slots of this window: a worker emits from its own thread, and PySide6 runs a lambda or
         # plain function connected to it there, where touching widgets can crash the application.
@@ -699,11 +721,13 @@ class MainWindow(QMainWindow):
         self._update_state()
         return self.job
 
+    def _job_planned(self, plan) -> None:
+        self.job_status.set_plan(plan)
+
     def _job_progress(self, stage: str, done: int, total: int) -> None:
-        self.job_status.label.setText(f"{self.job_title}: {stage} {done}/{total}" if total else stage)
-        if total:
-            self.job_status.bar.setRange(0, total)
-            self.job_status.bar.setValue(done)
+        if self.job is None or self.job.is_cancelling:
+            return                          # "cancelling…" stays; no time left is shown for a job that stops
+        self.job_status.report(stage, done, total)
         if stage == "inspecting" and not self._refresh_timer.isActive():
             self._refresh_timer.start()        # results appear as they come, without flooding
 

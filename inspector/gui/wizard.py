@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Dict, List, Optional, Tuple
 
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
                                QWizard, QWizardPage)
@@ -15,12 +16,14 @@ from ..core.backbone_specs import DEFAULT_BACKBONE, REGISTRY
 from ..core.methods import catalog
 from ..core.methods.catalog import BACKBONE, MethodInfo, OptionSpec
 from ..core.pipeline.holdout import MIN_IMAGES_FOR_THRESHOLDS, threshold_caveat
+from ..core.progress import ProgressMeter
 from ..core.thresholds import STRATEGIES, STRATEGY_LABELS
 from ..core.weights_check import check_weights_file, find_weights
 from ..project import Project
 from ..project.splits import MIN_JUDGED, anomaly_split, preview, set_judged
 from ..project.training_run import TrainOutcome, TrainingJob
 from .charts import ScoreHistogram
+from .progress import show_on_bar, stage_detail, stage_title
 from .settings import Settings
 from .workers import JobWorker, ProcessJobWorker
 
@@ -556,7 +559,9 @@ class OptionsPage(QWizardPage):
 
 
 class RunPage(QWizardPage):
-    """Runs the training in a :class:`JobWorker`: stage, progress bar, elapsed time, ETA, Cancel."""
+    """Runs the training in a :class:`JobWorker`: one overall bar over all its stages (weighted by
+    their measured costs, :mod:`inspector.core.progress`), elapsed time and, once it means
+    something, the time left; the current stage below it; Cancel."""
 
     trained = Signal(object)
 
@@ -568,9 +573,12 @@ class RunPage(QWizardPage):
                          "Cancel stops it within seconds and keeps the previous model.")
         lay = QVBoxLayout(self)
         self.stage = QLabel("starting…", objectName="heading")
+        self.stage.setWordWrap(True)
         self.bar = QProgressBar()
         self.bar.setRange(0, 0)
         self.times = QLabel(objectName="counts")
+        self.detail = QLabel(objectName="counts")       # the current stage: step, count, rate
+        self.detail.setWordWrap(True)
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #c62828;")
@@ -580,7 +588,7 @@ class RunPage(QWizardPage):
         self.retry_button = QPushButton("Try again")
         self.retry_button.clicked.connect(self.start)
         self.retry_button.hide()
-        for w in (self.stage, self.bar, self.times, self.error):
+        for w in (self.stage, self.detail, self.bar, self.times, self.error):
             lay.addWidget(w)
         row = QHBoxLayout()
         row.addWidget(self.cancel_button)
@@ -591,10 +599,8 @@ class RunPage(QWizardPage):
         self.worker: Optional[ProcessJobWorker] = None
         self.outcome: Optional[TrainOutcome] = None
         self.state = "idle"          # idle, running, done, failed, cancelled
-        self.clock = QElapsedTimer()
-        self._stage_start = 0.0
-        self._stage_name = ""
-        self._frac = 0.0
+        self.clock = time.monotonic           # the meter's clock (tests inject their own)
+        self.meter = ProgressMeter(clock=self.clock)
         self.ticker = QTimer(self, interval=500, timeout=self._tick)
 
     def initializePage(self) -> None:
@@ -618,59 +624,68 @@ class RunPage(QWizardPage):
         self.cancel_button.setEnabled(True)
         self.cancel_button.show()
         self.stage.setText("Starting the engine…")
+        self.detail.setText("")
         self.bar.setRange(0, 0)
+        self.bar.setFormat("%p%")
         self.state = "running"
-        self.clock.start()
-        self._stage_start, self._stage_name, self._frac = 0.0, "", 0.0
+        self.meter = ProgressMeter(clock=self.clock)
         self.worker = ProcessJobWorker(TrainingJob(self.project, self.settings_dict(), name=w.field("name").strip(),
                                                    inspect_test=w.options_page.inspect.isChecked(),
                                                    use_labelled_anomalies=w.method_page.uses_anomalies))
+        self.worker.planned.connect(self._planned)
         self.worker.progress.connect(self._progress)
         self.worker.finished.connect(self._finished)
         self.worker.failed.connect(self._failed)
         self.worker.cancelled.connect(self._cancelled)
         self.ticker.start()
         self.worker.start()
+        self._tick()
         self.completeChanged.emit()
 
     def cancel(self) -> None:
         if self.state == "running" and self.worker is not None:
             self.worker.cancel()
             self.cancel_button.setEnabled(False)
-            self.stage.setText("cancelling…")
+            self.stage.setText("Cancelling…")
+            self.detail.setText("")
+            self._tick()
+
+    @property
+    def cancelling(self) -> bool:
+        return self.worker is not None and self.worker.is_cancelling
+
+    def _planned(self, plan) -> None:
+        if self.state == "running":
+            self.meter.set_plan(plan)
+            self.bar.setFormat("%p% of the whole training")
 
     def _progress(self, stage: str, done: int, total: int) -> None:
-        if self.state != "running" or self.worker is None or self.worker.is_cancelling:
+        if self.state != "running" or self.worker is None or self.cancelling:
             return
-        t = self.clock.elapsed() / 1000
-        if stage != self._stage_name:
-            self._stage_name, self._stage_start = stage, t
-        self.stage.setText(stage[:1].upper() + stage[1:])
-        if total > 0:
-            self.bar.setRange(0, total)
-            self.bar.setValue(done)
-            self._frac = done / total
-        else:
-            self.bar.setRange(0, 0)
+        self.meter.update(stage, done, total)
+        m = self.meter
+        self.stage.setText(stage_title(m))
+        self.detail.setText(stage_detail(m))
+        show_on_bar(self.bar, m)
         self._tick()
 
     def _tick(self) -> None:
-        t = self.clock.elapsed() / 1000
-        text = f"Elapsed {fmt_seconds(t)}"
-        spent = t - self._stage_start
-        if 0 < self._frac < 1 and spent > 0.5:
-            text += f"   ·   about {fmt_seconds(spent * (1 - self._frac) / self._frac)} left in this stage"
-        self.times.setText(text)
+        if self.state == "running" and self.cancelling:
+            self.times.setText(f"Elapsed {fmt_seconds(self.meter.elapsed())}")    # no time left: it stops
+        else:
+            self.times.setText(self.meter.times_text())
 
     def _end(self, state: str) -> None:
         self.state = state
         self.ticker.stop()
+        self.detail.setText("")
         self._tick()
         self.cancel_button.hide()
         self.completeChanged.emit()
 
     def _finished(self, outcome: TrainOutcome) -> None:
         self.outcome = outcome
+        self.meter.finish()
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
         self.stage.setText("Done")
@@ -680,6 +695,7 @@ class RunPage(QWizardPage):
             self.wizard().next()
 
     def _failed(self, message: str) -> None:
+        self.meter.fail()
         self.stage.setText("Training failed")
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
@@ -689,6 +705,7 @@ class RunPage(QWizardPage):
         self._end("failed")
 
     def _cancelled(self) -> None:
+        self.meter.cancel()
         self.stage.setText("Cancelled: nothing was changed, the previous model is still in use.")
         self.bar.setRange(0, 1)
         self.bar.setValue(0)

@@ -7,6 +7,8 @@ runs such a callable in the emitting thread, the worker's, where touching a widg
 
 - ``progress(stage, done, total)``: throttled to a few per second (stage changes and the last step
   always pass);
+- ``planned(stages)``: the job's plan when it announces one (a list of
+  :class:`~inspector.core.progress.PlanStage`), before its first progress, for one overall bar;
 - exactly one of ``finished(result)``, ``failed(message)``, ``cancelled()``;
 - then ``ended()``.
 
@@ -80,6 +82,7 @@ class JobWorker(QObject):
     """One job in its own QThread. Keep a reference until ``ended`` is emitted."""
 
     progress = Signal(str, int, int)
+    planned = Signal(object)
     finished = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
@@ -125,8 +128,11 @@ class JobWorker(QObject):
             self._last = (stage, t)
             self.progress.emit(stage, int(done), int(total))
 
+    def _plan(self, plan) -> None:
+        self.planned.emit(list(plan))
+
     def _run(self) -> None:  # in the worker thread
-        job = Job(progress=self._report, cancel=self.token)
+        job = Job(progress=self._report, cancel=self.token, plan=self._plan)
         try:
             if isinstance(self._fn, OwnedJob):
                 self.result = self._fn.run_here(job)
@@ -168,7 +174,8 @@ def _child(fn, args, kwargs, messages, cancel_event, min_interval, delivers: boo
             last[0], last[1] = stage, t
             messages.put(("progress", stage, int(done), int(total)))
 
-    job = Job(progress=progress, cancel=_ProcessToken(cancel_event))
+    job = Job(progress=progress, cancel=_ProcessToken(cancel_event),
+              plan=lambda plan: messages.put(("plan", list(plan))))
     try:
         result = fn(*args, job=job, **kwargs)
     except Cancelled:
@@ -266,6 +273,8 @@ class ProcessJobWorker(JobWorker):
                         continue
                 if msg[0] == "progress":
                     self.progress.emit(*msg[1:])
+                elif msg[0] == "plan":
+                    self.planned.emit(msg[1])
                 elif msg[0] == "deliver":
                     error = self._receive(msg[1], error)
                 else:

@@ -107,6 +107,7 @@ def run_training(plan: TrainPlan, job: Optional[Job] = None, deliver=None) -> Tr
     """The worker's half: train, save the new file, score the test images. No database."""
     from ..core.modelfile import model_metadata, save_model
     from ..core.pipeline.training import TrainSettings, train_model
+    from ..core.progress import settings_plan
 
     job = as_job(job)
     settings = plan.settings
@@ -114,6 +115,7 @@ def run_training(plan: TrainPlan, job: Optional[Job] = None, deliver=None) -> Tr
     if plan.anomalies and not settings.anomalies:
         settings.anomalies = list(plan.anomalies)
     started = time.monotonic()
+    job.announce(settings_plan(settings, len(plan.train), n_test=len(plan.test), save=True))
     result = train_model([p for _, p in plan.train], settings, job=job)
     job.check()
     job.step("saving the model", 0, 1)

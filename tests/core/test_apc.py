@@ -227,9 +227,11 @@ def test_train_score_and_progress(trained):
     stages = trained.stages
     model = trained.model
     assert isinstance(model, APCModel) and model.method == "apc"
-    tuning = [s for s in stages if s[0].startswith("fine-tuning (loss")]
-    assert [(d, t) for _, d, t in tuning] == [(1, 2), (2, 2)]
-    assert "cls" in tuning[0][0] and "seg" in tuning[0][0] and "rec" in tuning[0][0]
+    # progress per batch over all epochs (12 normal images, 6 a batch: 2 batches, 2 epochs)
+    tuning = [s for s in stages if s[0].startswith("fine-tuning")]
+    assert [(d, t) for _, d, t in tuning] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    assert "epoch 1 of 2" in tuning[2][0] and "epoch 2 of 2" in tuning[3][0]
+    assert "cls" in tuning[1][0] and "seg" in tuning[1][0] and "rec" in tuning[1][0]
     assert any(s[0] == "extracting features" for s in stages)
     # 12 normal images: thresholds by cross-fit, each fold rebuilding only the bank on the
     # encoder tuned once (fine-tuning per fold would multiply the training time)
@@ -245,6 +247,20 @@ def test_train_score_and_progress(trained):
     preds = model.predict(normal + defects)
     assert all(np.isfinite(p.score) for p in preds) and preds[0].anomaly_map.shape == (64, 64)
     assert np.isfinite(model.image_threshold.value)
+
+
+def test_every_stage_reported_is_in_the_plan_in_order(trained):
+    from inspector.core.progress import ProgressMeter, settings_plan, stage_key
+    plan = settings_plan(fast_settings([None] * 3), 12)
+    keys = [s.key for s in plan]
+    order = [keys.index(stage_key(s)) for s, _, _ in trained.stages]    # ValueError: not planned
+    assert order == sorted(order) and order[-1] == len(keys) - 1
+    meter = ProgressMeter(plan, clock=lambda: 0.0)
+    seen = []
+    for report in trained.stages:
+        meter.update(*report)
+        seen.append(meter.overall)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
 
 
 def test_fine_tuning_changes_trainable_encoder_weights_only(trained):

@@ -83,11 +83,14 @@ class FrameSource:
 
     def frames(self, job: Optional[Job] = None, stage: Optional[str] = "reading images") -> Iterator[List[np.ndarray]]:
         """Yield lists of up to ``batch_size`` frames (uint8, in the network's frame); reports
-        ``stage`` progress per batch (None: only checks for cancellation, when the consumer
-        reports progress itself)."""
+        ``stage`` progress per batch once the consumer has taken the next one, i.e. when its work
+        on the batch is done (None: only checks for cancellation, when the consumer reports
+        progress itself)."""
         job = as_job(job)
         self.skipped, self.used, self.registrations = [], [], []
         frames: List[np.ndarray] = []
+        if stage is not None:
+            job.step(stage, 0, len(self.paths))
         for i, p in enumerate(self.paths):
             job.check()
             try:
@@ -98,10 +101,10 @@ class FrameSource:
             except ImageReadError as exc:
                 self.skipped.append((p, exc.reason))
             if len(frames) == self.batch_size or (i == len(self.paths) - 1 and frames):
-                if stage is not None:
-                    job.step(stage, i + 1, len(self.paths))
                 yield frames
                 frames = []
+                if stage is not None:       # once the consumer is done with the batch: its
+                    job.step(stage, i + 1, len(self.paths))     # features count, not just the reading
         if not self.used:
             raise DatasetError(f"none of the {len(self.paths)} images could be read")
 

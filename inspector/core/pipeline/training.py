@@ -32,6 +32,7 @@ from ..jobs import Job, as_job
 from ..methods.base import AnomalyModel, FitContext, FrameSource, Method, get_method
 from ..methods.catalog import DEFAULT_METHOD
 from ..preprocess import Preprocess
+from ..progress import settings_plan
 from .. import thresholds as th
 
 
@@ -136,6 +137,7 @@ def train_model(paths: Sequence, settings: TrainSettings, job: Optional[Job] = N
     if settings.threshold not in th.STRATEGIES:
         raise InspectorError(f"unknown threshold strategy '{settings.threshold}' "
                              f"(choose one of: {', '.join(th.STRATEGIES)})")
+    job.announce(settings_plan(settings, len(paths)))      # the stages ahead, for one overall bar and ETA
     method = get_method(settings.method)()
     plan: Calibration = (HoldOut(int(settings.holdout)) if settings.holdout is not None
                          else default_calibration(len(paths)))

@@ -210,8 +210,12 @@ def fine_tune(net: APCNet, normals: List[np.ndarray], anomalies: List[np.ndarray
     history: List[Dict] = []
     net.check = job.check
     net.train()
+    # progress per batch (an epoch can take minutes on a CPU): done/total count batches over all
+    # epochs; the label carries the epoch and the epoch's mean loss so far
+    per_epoch = len(sampler)
+    total = opts.epochs * per_epoch
     try:
-        job.step("fine-tuning", 0, opts.epochs)
+        job.step(f"fine-tuning (epoch 1 of {opts.epochs})", 0, total)
         for epoch in range(opts.epochs):
             sums, n = {"total": 0.0, "cls": 0.0, "seg": 0.0, "rec": 0.0}, 0
             for ni, ai in sampler:
@@ -230,10 +234,11 @@ def fine_tune(net: APCNet, normals: List[np.ndarray], anomalies: List[np.ndarray
                 for k, v in terms.floats().items():
                     sums[k] += v
                 n += 1
-            mean = {k: v / max(1, n) for k, v in sums.items()}
-            history.append(mean)
-            job.step(f"fine-tuning (loss {mean['total']:.3f}: cls {mean['cls']:.3f}, seg {mean['seg']:.3f}, "
-                     f"rec {mean['rec']:.3f})", epoch + 1, opts.epochs)
+                mean = {k: v / n for k, v in sums.items()}
+                job.step(f"fine-tuning (epoch {epoch + 1} of {opts.epochs}, loss {mean['total']:.3f}: "
+                         f"cls {mean['cls']:.3f}, seg {mean['seg']:.3f}, rec {mean['rec']:.3f})",
+                         epoch * per_epoch + n, total)
+            history.append({k: v / max(1, n) for k, v in sums.items()})
     finally:
         net.check = lambda: None
         net.eval()

@@ -451,8 +451,8 @@ class NPad(Method):
         def feature_batches():
             if held is not None:
                 for i, f in enumerate(held):
-                    job.step("statistics", i + 1, len(held))
                     yield f.to(device)[:, ch_t]
+                    job.step("statistics", i + 1, len(held))     # after the batch's moments
             else:
                 for xb in source.batches(job, "extracting features (second pass)"):
                     yield extract(extractor, torch.from_numpy(xb).to(device), channels, opts.batch_size)
