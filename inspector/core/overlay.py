@@ -27,6 +27,26 @@ def colorize(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
+COLOUR_FLOOR = 0.25     # on the 0..1 scale (threshold 0.5): below, a part shows no colour
+
+
+def colour_alpha(amap: np.ndarray, pixel_threshold: float, floor: float = COLOUR_FLOOR) -> np.ndarray:
+    """0..1 per pixel: 0 below ``floor`` (half the pixel threshold by default), rising to 1 at the
+    threshold: colour only where it means something, not a blue tint over the whole part."""
+    n = normalise(amap, pixel_threshold)
+    if floor <= 0:
+        return np.ones_like(n)
+    return np.clip((n - floor) / max(0.5 - floor, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def colorize_rgba(amap: np.ndarray, pixel_threshold: float, floor: float = COLOUR_FLOOR) -> np.ndarray:
+    """RGBA uint8: :func:`colorize`'s colours (the same blue-to-red scale), transparent far below the
+    threshold and opaque from it on (:func:`colour_alpha`); ``floor=0`` colours every pixel."""
+    rgb = colorize(amap, pixel_threshold)
+    alpha = (colour_alpha(amap, pixel_threshold, floor) * 255.0 + 0.5).astype(np.uint8)
+    return np.dstack([rgb, alpha])
+
+
 def contours(amap: np.ndarray, threshold: float) -> List[np.ndarray]:
     """Outlines of the regions where ``amap >= threshold``, each an (N, 2) array of (x, y)."""
     if not np.isfinite(threshold):

@@ -123,6 +123,8 @@ class ReviewPanel(QWidget):
 
     # -- data ------------------------------------------------------------------------------------
     def set_project(self, project: Optional[Project], model_id: Optional[int]) -> None:
+        if project is not self.project or model_id != self.model_id:
+            self.viewer.reset()              # nothing of another project (or model) stays shown
         self.project, self.model_id = project, model_id
         self.undo_stack.clear()
         self.reload()
