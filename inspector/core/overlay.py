@@ -68,3 +68,31 @@ def render_overlay(image: np.ndarray, amap: np.ndarray, pixel_threshold: float, 
         cv2.drawContours(out, lines, -1, (255, 255, 255), thick + 1)
         cv2.drawContours(out, lines, -1, (255, 0, 0), thick)
     return out
+
+
+VERDICT_RGB = {"anomalous": (211, 47, 47), "normal": (30, 99, 198)}
+
+
+def draw_verdict(rgb: np.ndarray, score: float, threshold: float, verdict: str = "") -> np.ndarray:
+    """A band across the top of an overlay: the verdict and the score against the threshold
+    (``ANOMALOUS  score 5.45 > 1.91``), red for anomalous, blue for normal, grey without a
+    threshold; so an overlay file says on its own what the model decided."""
+    out = np.ascontiguousarray(rgb.copy())
+    h, w = out.shape[:2]
+    scale = max(0.4, min(w, h) / 600.0)
+    thick = max(1, int(round(scale * 2)))
+    has_t = threshold is not None and np.isfinite(threshold)
+    if has_t and verdict in VERDICT_RGB:
+        text = f"{verdict.upper()}  score {score:.4g} {'>' if verdict == 'anomalous' else '<='} {threshold:.4g}"
+        colour = VERDICT_RGB[verdict]
+    else:
+        text, colour = f"score {score:.4g} (no threshold)", (90, 98, 110)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    while tw > w - 8 and scale > 0.25:            # a small image: a smaller font
+        scale *= 0.85
+        thick = max(1, int(round(scale * 2)))
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    band = min(h, th + base + 8)
+    out[:band] = (0.25 * out[:band] + 0.75 * np.array(colour)).astype(np.uint8)
+    cv2.putText(out, text, (4, band - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out

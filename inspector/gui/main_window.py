@@ -51,7 +51,6 @@ class MessageBar(QFrame):
         close.setText("✕")
         close.setToolTip("Close this message")
         close.setAutoRaise(True)
-        close.setFixedSize(26, 26)
         close.clicked.connect(self.hide)
         self.close_button = close
         lay.addWidget(self.text, 1)

@@ -15,6 +15,11 @@ from ..project import ImageRow, Project
 from .viewer import ImageViewer
 
 
+def item_text(score: float, name: str, mark: Optional[str]) -> str:
+    """A queue line: score, the operator's mark (when reviewed), the part's name (elided when long)."""
+    return f"{score:.4g}   " + (f"{mark}   " if mark else "") + name
+
+
 class LabelCommand(QUndoCommand):
     """Set one image's label in the project (committed at once); undo puts the old one back."""
 
@@ -55,7 +60,11 @@ class ReviewPanel(QWidget):
         self.undo_stack = QUndoStack(self)
 
         self.queue = QListWidget()
-        self.queue.setMinimumWidth(230)
+        self.queue.setMinimumWidth(260)
+        # long names are elided in the middle, never behind a horizontal scroll bar; the mark comes
+        # before the name so that it always shows
+        self.queue.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.queue.setTextElideMode(Qt.ElideMiddle)
         self.queue.currentRowChanged.connect(self._show_current)
         self.left = QLabel(objectName="heading")
         self.help = QLabel("<b>A</b> defect (anomalous) · <b>N</b> false alarm (normal) · "
@@ -97,7 +106,9 @@ class ReviewPanel(QWidget):
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(right)
+        split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
+        split.setSizes([330, 950])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
@@ -159,7 +170,7 @@ class ReviewPanel(QWidget):
         r = self.rows[i]
         item = self.queue.item(i)
         mark = {"anomalous": "✔ defect", "good": "✘ false alarm"}.get(r.label) if r.label_source == "operator" else None
-        item.setText(f"{r.score:8.4g}   {r.name}" + (f"   [{mark}]" if mark else ""))
+        item.setText(item_text(r.score, r.name, mark))
         item.setToolTip(r.path)
         item.setForeground(QColor("#8a929c") if mark else QColor("#1c2733"))
 
