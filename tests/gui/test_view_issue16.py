@@ -216,3 +216,34 @@ def test_viewer_colour_brush_fill_mask_text_and_counts(window, trained, qtbot, t
     v.painter.paint([(3, 3), (12, 12)])
     assert v.row.label_source == "operator"
     assert "mask painted by operator" in v.label.text() and "dataset" not in v.label.text()
+
+
+def test_pdf_report_export_asks_line_and_lot_and_keeps_them(window, trained, tmp_path, monkeypatch):
+    from inspector.gui import main_window as mw
+    from inspector.reports.pdf_report import SETTING_LINE, SETTING_LOT
+    assert window.open_path(copy_project(trained, tmp_path / "a"))
+    p = window.project
+    p.set_setting(SETTING_LINE, "L2")
+    jobs = []
+    monkeypatch.setattr(window, "run_job", lambda title, job, on_done=None: jobs.append(job) or job)
+    monkeypatch.setattr(mw.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a: (str(tmp_path / "r.pdf"), "PDF files (*.pdf)")))
+    seen = []
+
+    def details(dialog):
+        seen.append((dialog.line.text(), dialog.lot.text()))    # the project's defaults proposed
+        dialog.line.setText("L3 ")
+        dialog.lot.setText("2026-48-A")
+        return mw.QDialog.Accepted
+
+    monkeypatch.setattr(mw.ReportDetails, "exec", details)
+    window.ask_report()
+    assert seen == [("L2", "")]
+    (job,) = jobs
+    assert (job.line, job.lot, job.path) == ("L3", "2026-48-A", str(tmp_path / "r.pdf"))
+    assert (p.setting(SETTING_LINE), p.setting(SETTING_LOT)) == ("L3", "2026-48-A")
+    data, _ = job.prepare()
+    assert (data.line, data.lot) == ("L3", "2026-48-A")
+    monkeypatch.setattr(mw.ReportDetails, "exec", lambda dialog: mw.QDialog.Rejected)
+    window.ask_report()                                           # cancelled: no report
+    assert len(jobs) == 1
