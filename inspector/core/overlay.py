@@ -27,11 +27,11 @@ def colorize(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
-COLOUR_FLOOR = 0.25     # on the 0..1 scale (threshold 0.5): below, a part shows no colour
+COLOUR_FLOOR = 0.375    # on the 0..1 scale (threshold 0.5): below (3/4 of the threshold), no colour
 
 
 def colour_alpha(amap: np.ndarray, pixel_threshold: float, floor: float = COLOUR_FLOOR) -> np.ndarray:
-    """0..1 per pixel: 0 below ``floor`` (half the pixel threshold by default), rising to 1 at the
+    """0..1 per pixel: 0 below ``floor`` (3/4 of the pixel threshold by default), rising to 1 at the
     threshold: colour only where it means something, not a blue tint over the whole part."""
     n = normalise(amap, pixel_threshold)
     if floor <= 0:

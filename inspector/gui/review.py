@@ -17,7 +17,7 @@ from .viewer import ImageViewer
 
 def item_text(score: float, name: str, mark: Optional[str]) -> str:
     """A queue line: score, the operator's mark (when reviewed), the part's name (elided when long)."""
-    return f"{score:.4g}   " + (f"{mark}   " if mark else "") + name
+    return f"{score:.3f}   " + (f"{mark}   " if mark else "") + name
 
 
 class LabelCommand(QUndoCommand):
@@ -258,4 +258,5 @@ class ReviewPanel(QWidget):
             return
         r = self.rows[i]
         self.viewer.reset_threshold()
-        self.viewer.show_row(r, self.project.load_map(r))
+        mask = self.project.load_mask(r) if r.mask_path else None      # outlined: is the red on the defect?
+        self.viewer.show_row(r, self.project.load_map(r), mask)

@@ -4,7 +4,7 @@ Colours and contours come from the engine (:mod:`inspector.core.overlay`): blue 
 anomalous, the pixel threshold sits in the middle of the scale.  The threshold slider moves the
 image threshold (the verdict) and, by the same amount, the pixel threshold (the contours), live.
 
-The colour is shown only where the map comes near the pixel threshold (from half of it; the
+The colour is shown only where the map comes near the pixel threshold (from 3/4 of it; the
 scale stays blue-to-red), so a normal part is not tinted blue all over; *Colour the whole part*
 shows the full map.  The defect mask is outlined in magenta (filled while painting, or with *Fill
 mask*), so that the heat map under it stays readable; an editable viewer (the main
@@ -165,7 +165,7 @@ class ImageViewer(QWidget):
         self.show_overlay.toggled.connect(self._update_visibility)
         form.addWidget(self.show_overlay)
         self.colour_all = QCheckBox("Colour the whole part")
-        self.colour_all.setToolTip("Off: colour only where the map comes near the pixel threshold (from half "
+        self.colour_all.setToolTip("Off: colour only where the map comes near the pixel threshold (from 3/4 "
                                    "of it), so normal areas show the part itself. On: the whole blue-to-red map.")
         self.colour_all.toggled.connect(lambda on: self._redraw_map())
         form.addWidget(self.colour_all)
