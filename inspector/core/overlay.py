@@ -57,11 +57,16 @@ def contours(amap: np.ndarray, threshold: float) -> List[np.ndarray]:
 
 
 def render_overlay(image: np.ndarray, amap: np.ndarray, pixel_threshold: float, opacity: float = 0.5,
-                   draw_contours: bool = True) -> np.ndarray:
-    """The image with the coloured map blended on it and the anomalous regions outlined."""
+                   draw_contours: bool = True, floor: float = COLOUR_FLOOR) -> np.ndarray:
+    """The image with the coloured map blended on it and the anomalous regions outlined.
+
+    Colour only where the map comes near the threshold (:func:`colour_alpha`; ``floor=0``: the
+    whole map), as in the viewer: a good part is not tinted blue all over."""
     if amap.shape != image.shape[:2]:
         amap = cv2.resize(amap, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    out = cv2.addWeighted(image, 1.0 - opacity, colorize(amap, pixel_threshold), opacity, 0.0)
+    a = (opacity * colour_alpha(amap, pixel_threshold, floor))[..., None]
+    out = (image.astype(np.float32) * (1.0 - a) + colorize(amap, pixel_threshold).astype(np.float32) * a + 0.5
+           ).clip(0, 255).astype(np.uint8)
     if draw_contours:
         lines = [c.reshape(-1, 1, 2).astype(np.int32) for c in contours(amap, pixel_threshold)]
         thick = max(1, round(max(image.shape[:2]) / 300))

@@ -32,3 +32,15 @@ def test_the_overlay_carries_the_verdict_and_score():
     assert not np.array_equal(none, img)
     tiny = draw_verdict(np.zeros((20, 24, 3), np.uint8), 1.0, 2.0, "normal")
     assert tiny.shape == (20, 24, 3)
+
+
+def test_overlays_colour_only_near_the_threshold():
+    from inspector.core.overlay import render_overlay
+    img = np.full((40, 40, 3), 128, np.uint8)
+    amap = np.zeros((40, 40), np.float32)
+    amap[20:, :] = 3.0                                   # far above a threshold of 1
+    out = render_overlay(img, amap, 1.0, draw_contours=False)
+    np.testing.assert_array_equal(out[:10], img[:10])    # normal: the part itself, no blue tint
+    assert out[35, 5, 0] > out[35, 5, 2] + 40           # anomalous: red
+    whole = render_overlay(img, amap, 1.0, draw_contours=False, floor=0)
+    assert whole[5, 5, 2] > whole[5, 5, 0]               # on request, the whole map (blue)
