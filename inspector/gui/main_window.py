@@ -61,8 +61,9 @@ class MessageBar(QFrame):
     def show_message(self, text: str, kind: str = "error") -> None:
         self.kind = kind
         self.setProperty("kind", kind)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        for w in (self, self.text, self.close_button):     # the children's colours follow the kind too
+            w.style().unpolish(w)
+            w.style().polish(w)
         self.text.setText(text)
         self.show()
 

@@ -247,3 +247,11 @@ def test_pdf_report_export_asks_line_and_lot_and_keeps_them(window, trained, tmp
     monkeypatch.setattr(mw.ReportDetails, "exec", lambda dialog: mw.QDialog.Rejected)
     window.ask_report()                                           # cancelled: no report
     assert len(jobs) == 1
+
+
+def test_message_bar_colours_follow_its_kind(window):
+    window.show_error("no")
+    red = window.message.text.palette().color(window.message.text.foregroundRole()).name()
+    window.show_info("yes")
+    blue = window.message.text.palette().color(window.message.text.foregroundRole()).name()
+    assert (red, blue) == ("#611a15", "#0d3c61")
