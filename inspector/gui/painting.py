@@ -193,9 +193,13 @@ class MaskPainter(QObject):
         self.outline.setAcceptedMouseButtons(Qt.NoButton)
         view.scene().addItem(self.outline)
         self.cursor = QGraphicsEllipseItem()          # the brush: its size, where it will paint
-        pen = QPen(QColor("#ffffff"), 1.5, Qt.DashLine)
+        pen = QPen(QColor("#ffffff"), 2)              # white under black dashes: seen on dark and light parts
         pen.setCosmetic(True)
         self.cursor.setPen(pen)
+        self._cursor_dashes = QGraphicsEllipseItem(self.cursor)
+        pen = QPen(QColor("#000000"), 2, Qt.DashLine)
+        pen.setCosmetic(True)
+        self._cursor_dashes.setPen(pen)
         self.cursor.setZValue(z + 0.2)
         self.cursor.setAcceptedMouseButtons(Qt.NoButton)
         self.cursor.hide()
@@ -263,6 +267,7 @@ class MaskPainter(QObject):
             return
         r = max(0.5, float(self.radius))
         self.cursor.setRect(QRectF(x - r, y - r, 2 * r, 2 * r))
+        self._cursor_dashes.setRect(self.cursor.rect())
         self.cursor.show()
 
     # -- operations (also called by tests and the mouse) ---------------------------------------

@@ -269,6 +269,8 @@ def render_mask(outdir: Path, use_shared: bool = True) -> Path:
     v.set_tool("brush")                            # a second, small defect painted freehand
     h, wd = truth.shape
     v.painter.paint([(wd * 0.30 + 14 * k, h * 0.70 + 6 * np.sin(k / 2)) for k in range(12)])
+    v.brush_size.setValue(max(6, truth.shape[0] // 40))
+    v.painter.show_cursor_at(wd * 0.62, h * 0.80)     # the brush's circle, where the mouse would be
     v.view.fit()
     out = outdir / "mask.png"
     _save(w, out)
