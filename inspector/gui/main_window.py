@@ -308,6 +308,7 @@ class MainWindow(QMainWindow):
         self.model_combo = QComboBox()
         self.model_combo.setMinimumWidth(300)
         self.model_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)   # the whole name, not "…mobilenet"
+        self.model_combo.setMaximumWidth(640)            # (a very long one is elided; its tooltip has it all)
         self.model_combo.setToolTip("The model whose results are shown; the newest is first")
         self.model_combo.activated.connect(self._model_chosen)
         cl.addWidget(self.model_combo)

@@ -18,7 +18,7 @@ def trained(tmp_path_factory, dataset):
     folder = tmp_path_factory.mktemp("trained") / "a"
     p = Project.create(folder)
     p.add_mvtec(dataset)
-    train_project_model(p, TINY, name="tiny-a")
+    train_project_model(p, TINY, name="tiny-a v12 for line 3, night shift")    # a long name (the dropdown)
     p.close()
     return folder
 
@@ -82,6 +82,10 @@ def test_layouts_do_not_clip_or_overlap(window, trained, qtbot, tmp_path):
     assert close.isVisible() and close.text()
     assert close.sizeHint().width() <= close.width() and close.sizeHint().height() <= close.height()
 
+    # a project without a model first: the dropdown is first shown with "no model yet", and must
+    # still grow for the model names that come later
+    assert window.new_project(tmp_path / "empty")
+    QApplication.processEvents()
     p = window.open_path(copy_project(trained, tmp_path / "a")) and window.project
     mid = p.current_model_id
     QApplication.processEvents()
