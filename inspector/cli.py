@@ -517,7 +517,8 @@ def cmd_gui(args) -> int:
 
 def cmd_screenshots(args) -> int:
     from .gui.screenshots import main as shots_main
-    return shots_main([args.out_dir] + (["--mask"] if args.mask else []) + (["--generated"] if args.generated else []))
+    return shots_main([args.out_dir] + (["--mask"] if args.mask else []) + (["--generated"] if args.generated else [])
+                      + ([f"--sizes={args.sizes}"] if args.sizes else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -653,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--generated", action="store_true",
                     help="generated images and random weights, even where ../shared is present")
     sh.add_argument("--mask", action="store_true", help="only the mask-painting screenshot (no training)")
+    sh.add_argument("--sizes", metavar="WxH,...", help="window sizes, e.g. 1280x800,1920x1080: one set of PNGs "
+                    "per size, in WxH/ folders (default: 1280x800, in OUT_DIR itself)")
     sh.set_defaults(func=cmd_screenshots)
 
     a = sub.add_parser("ablation", add_help=False,

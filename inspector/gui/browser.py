@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Optional
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QStyle, QStyledItemDelegate,
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QListView, QStyle, QStyledItemDelegate,
                                QVBoxLayout, QWidget)
 
 from ..project import ImageRow, Project
 from .thumbnails import THUMB, ThumbnailCache
 
 RowRole = Qt.UserRole + 1
-CELL = QSize(THUMB + 20, THUMB + 44)
+CELL = QSize(THUMB + 20, THUMB + 58)
+
+
+def thumb_lines(r: ImageRow):
+    """(folder, file name) under a thumbnail: the folder is the defect type in a dataset's layout
+    (``broken_large`` / ``004.png``), so parts with the same file name can be told apart."""
+    p = Path(r.path)
+    return p.parent.name, p.name
 RED, BLUE, GREY = QColor("#d32f2f"), QColor("#1e63c6"), QColor("#8a929c")
 
 
@@ -124,20 +132,30 @@ class ThumbDelegate(QStyledItemDelegate):
             p.setFont(f)
             p.drawText(badge, Qt.AlignCenter, "A" if r.label == "anomalous" else "N")
             p.setFont(option.font)
-        text_rect = QRect(rect.left() + 4, img_rect.bottom() + 4, rect.width() - 8, 16)
+        text_rect = QRect(rect.left() + 4, img_rect.bottom() + 4, rect.width() - 8, 15)
+        folder, name = elided_lines(r, p.fontMetrics(), text_rect.width())
+        p.setPen(GREY)
+        p.drawText(text_rect, Qt.AlignHCenter | Qt.AlignVCenter, folder)
         p.setPen(QColor("#1c2733"))
-        p.drawText(text_rect, Qt.AlignHCenter | Qt.AlignVCenter,
-                   p.fontMetrics().elidedText(r.name, Qt.ElideMiddle, text_rect.width()))
+        p.drawText(text_rect.translated(0, 15), Qt.AlignHCenter | Qt.AlignVCenter, name)
         if r.score is not None:
             p.setPen(RED if r.verdict == "anomalous" else BLUE)
-            p.drawText(text_rect.translated(0, 16), Qt.AlignHCenter | Qt.AlignVCenter, f"{r.score:.3g}")
+            p.drawText(text_rect.translated(0, 30), Qt.AlignHCenter | Qt.AlignVCenter, f"{r.score:.3g}")
         p.restore()
+
+
+def elided_lines(r: ImageRow, metrics, width: int):
+    """The two text lines under a thumbnail, elided in the middle to ``width`` pixels."""
+    return tuple(metrics.elidedText(t, Qt.ElideMiddle, width) for t in thumb_lines(r))
 
 
 def _combo(items) -> QComboBox:
     c = QComboBox()
     for text, data in items:
         c.addItem(text, data)
+    # narrow enough that the browser leaves the viewer the room (its text is elided when needed)
+    c.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    c.setMinimumContentsLength(11)
     return c
 
 
@@ -156,7 +174,9 @@ class BrowserPanel(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
-        bar = QHBoxLayout()
+        bar = QGridLayout()
+        bar.setHorizontalSpacing(6)
+        bar.setVerticalSpacing(4)
         self.split = _combo([("All splits", None), ("Train (good images)", "train"), ("Test / inspect", "test")])
         self.label = _combo([("Any label", None), ("Labelled good", "good"),
                              ("Labelled anomalous", "anomalous"), ("Unlabelled", "none")])
@@ -164,10 +184,10 @@ class BrowserPanel(QWidget):
                                ("Verdict: normal", "normal"), ("Not inspected", "none")])
         self.sort = _combo([("Sort by name", "path"), ("Highest score first", "score"),
                             ("Lowest score first", "score_asc")])
-        for c in (self.split, self.label, self.verdict, self.sort):
+        for k, c in enumerate((self.split, self.label, self.verdict, self.sort)):
             c.currentIndexChanged.connect(self.refresh)
-            bar.addWidget(c)
-        bar.addStretch(1)
+            c.setToolTip(c.itemText(0))
+            bar.addWidget(c, k // 2, k % 2)
         lay.addLayout(bar)
         self.counts = QLabel(objectName="counts")
         self.counts.setWordWrap(True)
@@ -218,9 +238,11 @@ class BrowserPanel(QWidget):
                  f"labelled good {c['good']}", f"labelled anomalous {c['anomalous']}",
                  f"unlabelled {c['unlabelled']}"]
         if self.model_id is not None:
+            # only the images to inspect count as "not inspected": training images never get a verdict
+            pending = len(self.project.images(self.model_id, split="test", verdict="none"))
             parts += [f"<span style='color:#d32f2f'>verdict anomalous {c['verdict_anomalous']}</span>",
                       f"<span style='color:#1e63c6'>normal {c['verdict_normal']}</span>",
-                      f"not inspected {c['not_inspected']}"]
+                      f"test not inspected {pending}"]
         if c["unreadable"]:
             parts.append(f"<span style='color:#d32f2f'><b>unreadable {c['unreadable']}</b></span>")
         self.counts.setText(" · ".join(parts))

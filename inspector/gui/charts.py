@@ -14,6 +14,14 @@ SERIES_COLORS = {"held-out normal": QColor(30, 99, 198, 170), "test good": QColo
                  "confirmed good": QColor(30, 99, 198, 160), "confirmed defect": QColor(211, 47, 47, 160)}
 
 
+def threshold_label_rect(plot: QRectF, x: float, text_width: float, text_height: float):
+    """Where the "threshold" label goes: right of the line, or left of it when it would leave the plot."""
+    w = text_width + 4
+    if x + 4 + w <= plot.right():
+        return QRectF(x + 4, plot.top() + 2, w, text_height), Qt.AlignLeft | Qt.AlignTop
+    return QRectF(max(plot.left(), x - 4 - w), plot.top() + 2, w, text_height), Qt.AlignRight | Qt.AlignTop
+
+
 class ScoreHistogram(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -65,7 +73,9 @@ class ScoreHistogram(QWidget):
             p.setPen(pen)
             x = x_of(self.threshold)
             p.drawLine(QLineF(x, plot.top(), x, plot.bottom()))
-            p.drawText(QRectF(x + 4, plot.top(), 120, 16), Qt.AlignLeft, "threshold")
+            box, align = threshold_label_rect(plot, x, p.fontMetrics().horizontalAdvance("threshold"),
+                                              p.fontMetrics().height())
+            p.drawText(box, align, "threshold")
         x = plot.left()
         for name in hists:
             p.setPen(Qt.NoPen)

@@ -9,8 +9,9 @@ from typing import Callable, List, Optional
 
 from PySide6.QtCore import QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QPushButton, QSplitter, QStackedWidget, QTabWidget, QToolBar,
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QFrame,
+                               QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QProgressBar,
+                               QPushButton, QSplitter, QStackedWidget, QTabWidget, QToolBar, QToolButton,
                                QVBoxLayout, QWidget)
 
 from ..core.backbone_specs import weights_for_loading
@@ -48,20 +49,23 @@ class MessageBar(QFrame):
         self.text = QLabel(objectName="message")
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        close = QPushButton("×")
-        close.setFlat(True)
-        close.setFixedWidth(28)
+        close = QToolButton(objectName="closebar")      # styled in style.qss: a plain ✕, no box
+        close.setText("✕")
+        close.setToolTip("Close this message")
+        close.setAutoRaise(True)
         close.clicked.connect(self.hide)
+        self.close_button = close
         lay.addWidget(self.text, 1)
-        lay.addWidget(close)
+        lay.addWidget(close, 0, Qt.AlignTop)
         self.kind = ""
         self.hide()
 
     def show_message(self, text: str, kind: str = "error") -> None:
         self.kind = kind
         self.setProperty("kind", kind)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        for w in (self, self.text, self.close_button):     # the children's colours follow the kind too
+            w.style().unpolish(w)
+            w.style().polish(w)
         self.text.setText(text)
         self.show()
 
@@ -91,6 +95,33 @@ class ReadOnlyBanner(QFrame):
         self.text.setText(f"<b>{reason[:1].upper() + reason[1:]}: read-only.</b> You can look, compare and "
                           "export reports; labels, masks, images and models cannot be changed here.")
         self.show()
+
+
+class ReportDetails(QDialog):
+    """The PDF report's title block: production line and lot (the project's last ones proposed)."""
+
+    def __init__(self, project: Project, parent=None):
+        super().__init__(parent)
+        from ..reports.pdf_report import SETTING_LINE, SETTING_LOT
+        self.setWindowTitle("Inspection report")
+        form = QFormLayout(self)
+        form.addRow(QLabel("The report's title block names the production line and the lot. "
+                           "They are kept as this project's default for the next report.", wordWrap=True))
+        self.line = QLineEdit(project.setting(SETTING_LINE, "") or "")
+        self.line.setPlaceholderText("e.g. L3")
+        self.lot = QLineEdit(project.setting(SETTING_LOT, "") or "")
+        self.lot.setPlaceholderText("e.g. 2026-48-A")
+        form.addRow("Production line", self.line)
+        form.addRow("Lot / batch", self.lot)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.button(QDialogButtonBox.Ok).setText("Choose file…")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.setMinimumWidth(420)
+
+    def values(self):
+        return self.line.text().strip(), self.lot.text().strip()
 
 
 class JobStatus(QWidget):
@@ -153,12 +184,14 @@ class MainWindow(QMainWindow):
         self.browser.imageSelected.connect(self.show_image)
         self.viewer.maskEdited.connect(self.save_mask)
         self.viewer.thresholdApplied.connect(self.apply_threshold)
+        self.viewer.statusMessage.connect(self._status)
         images = QSplitter()
         images.addWidget(self.browser)
         images.addWidget(self.viewer)
-        images.setStretchFactor(0, 1)
+        images.setStretchFactor(0, 0)            # a larger window gives the image the space
         images.setStretchFactor(1, 1)
-        images.setSizes([560, 720])
+        images.setSizes([450, 830])
+        self.images_split = images
         self.review = ReviewPanel()
         self.review.labelsChanged.connect(self._labels_changed)
         self.review.viewer.thresholdApplied.connect(self.apply_threshold)
@@ -296,6 +329,8 @@ class MainWindow(QMainWindow):
         cl.addWidget(QLabel("Model:"))
         self.model_combo = QComboBox()
         self.model_combo.setMinimumWidth(300)
+        self.model_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)   # the whole name, not "…mobilenet"
+        self.model_combo.setMaximumWidth(640)            # (a very long one is elided; its tooltip has it all)
         self.model_combo.setToolTip("The model whose results are shown; the newest is first")
         self.model_combo.activated.connect(self._model_chosen)
         cl.addWidget(self.model_combo)
@@ -328,6 +363,9 @@ class MainWindow(QMainWindow):
     def show_error(self, text: str) -> None:
         self.message.show_message(text, "error")
         self.statusBar().showMessage("Error: " + text.splitlines()[0], 8000)
+
+    def _status(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
 
     def show_info(self, text: str) -> None:
         self.message.show_message(text, "info")
@@ -413,7 +451,8 @@ class MainWindow(QMainWindow):
         self.compare.set_project(project)
         self.threshold_panel.set_project(project, mid)
         self.versions.set_project(project)
-        self.viewer.show_row(None)
+        self.viewer.reset()
+        self._sync_viewer_model()
         self._update_state()
 
     def reopen_for_changes(self) -> bool:
@@ -450,8 +489,8 @@ class MainWindow(QMainWindow):
         self.compare.set_project(None)
         self.threshold_panel.set_project(None, None)
         self.versions.set_project(None)
-        self.viewer.set_model(None)
-        self.viewer.show_row(None)
+        self.viewer.reset()
+        self.review.viewer.reset()
         project.close()
         self.message.hide()
         self.start_page.set_recent(self.settings.recent_projects())
@@ -545,7 +584,9 @@ class MainWindow(QMainWindow):
             return
         models = self.project.models()
         for m in reversed(models):
-            self.model_combo.addItem(f"{m.name} · {m.method} · {m.backbone}", m.id)
+            text = f"{m.name} · {m.method} · {m.backbone}"
+            self.model_combo.addItem(text, m.id)
+            self.model_combo.setItemData(self.model_combo.count() - 1, text, Qt.ToolTipRole)
         if not models:
             self.model_combo.addItem("no model yet: Train model…", None)
         cur = self.project.current_model_id
@@ -852,19 +893,28 @@ class MainWindow(QMainWindow):
         return ok
 
     def ask_report(self) -> None:
+        if self.project is None:
+            return
+        details = ReportDetails(self.project, self)
+        if details.exec() != QDialog.Accepted:
+            return
         path = self._ask_save_path("Export an inspection report", "report.pdf", "PDF files (*.pdf)")
         if path:
-            self.export_report(path)
+            self.export_report(path, *details.values())
 
-    def export_report(self, path) -> Optional[JobWorker]:
-        """Write the PDF report on the current model's results, in a worker (progress, cancel)."""
-        from ..reports.pdf_report import ReportJob     # loads matplotlib: only when asked
+    def export_report(self, path, line: Optional[str] = None, lot: Optional[str] = None) -> Optional[JobWorker]:
+        """Write the PDF report on the current model's results, in a worker (progress, cancel).
+
+        ``line`` and ``lot`` go in its title block and stay the project's default (as with
+        ``inspector report --line/--lot``); None takes the project's default."""
+        from ..reports.pdf_report import ReportJob, remember_line_lot     # loads matplotlib: only when asked
 
         mid = self.project.current_model_id if self.project else None
         if mid is None:
             self.show_error("train a model and inspect images first: the report is on a model's results")
             return None
-        return self.run_job("Writing the report", ReportJob(self.project, path, mid),
+        remember_line_lot(self.project, line, lot)
+        return self.run_job("Writing the report", ReportJob(self.project, path, mid, line=line, lot=lot),
                             on_done=lambda pages: self.show_info(f"Wrote the report ({pages} pages) to {path}."))
 
     def _labels_changed(self) -> None:

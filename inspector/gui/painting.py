@@ -5,8 +5,10 @@ Two layers:
 - :class:`MaskCanvas` is plain numpy (no Qt): a bool H×W mask and the operations on it, so it can
   be unit-tested on its own.
 - :class:`MaskPainter` puts a canvas on a :class:`QGraphicsView`: it turns mouse drags into strokes,
-  shows the mask over the image in its own colour (semi-transparent magenta, unlike the blue-red
-  anomaly map), and keeps a :class:`QUndoStack` of snapshot commands, one per stroke (as labelme
+  shows the mask over the image in its own colour (magenta, unlike the blue-red anomaly map):
+  its outline only by default, so that the heat map under it stays readable (is the red on the
+  defect?), filled while a painting tool is chosen or when asked (``set_filled``); a circle
+  follows the mouse with the brush's size; and it keeps a :class:`QUndoStack` of snapshot commands, one per stroke (as labelme
   does).  Every change (a stroke ending, a fill, a clear, an undo, a redo) is announced with
   ``maskChanged(mask, at_start)`` so that the owner saves it at once; ``at_start`` is true when
   the undo stack is back where the image was opened.
@@ -18,11 +20,12 @@ from typing import Iterable, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap, QUndoCommand, QUndoStack
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsView
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainterPath, QPen, QPixmap, QPolygonF, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsView
 
 MASK_RGBA = (255, 0, 220, 130)      # magenta, about half transparent
+MASK_OUTLINE = QColor(255, 0, 220)
 TOOLS = ("pan", "brush", "eraser", "fill")
 
 Point = Tuple[float, float]
@@ -72,15 +75,35 @@ class MaskCanvas:
         return self.stroke(points, radius, value=False)
 
     def fill(self, x: float, y: float, max_open: float = 0.5) -> int:
-        """Fill the unpainted region around (x, y) that painted pixels (or the image border) close.
+        """Fill the unpainted region around (x, y) that painted pixels (or the image border) close;
+        on a painted pixel, fill the holes of the painted shape under it (an outline drawn with the
+        brush, clicked on its line, is filled inside).
 
         A region that reaches the image border and covers more than ``max_open`` of the image is the
         background around an outline, not a closed region: it is left alone.  Returns how many
-        pixels were filled (0 when (x, y) is outside, already painted, or not in a closed region)."""
-        xi, yi = int(x), int(y)
+        pixels were filled; :meth:`fill_explained` also says why when none were."""
+        return self.fill_explained(x, y, max_open)[0]
+
+    def fill_explained(self, x: float, y: float, max_open: float = 0.5) -> Tuple[int, str]:
+        """(pixels filled, what happened: a sentence for the status bar)."""
+        xi, yi = int(np.floor(x)), int(np.floor(y))
         h, w = self.shape
-        if not (0 <= xi < w and 0 <= yi < h) or self.mask[yi, xi]:
-            return 0
+        if not (0 <= xi < w and 0 <= yi < h):
+            return 0, "Fill: click on the image."
+        if self.mask[yi, xi]:
+            shape = np.zeros((h + 2, w + 2), np.uint8)
+            shape[1:-1, 1:-1] = self.mask
+            cv2.floodFill(shape, np.zeros((h + 4, w + 4), np.uint8), (xi + 1, yi + 1), 2, flags=8)
+            part = shape == 2                      # the painted shape clicked on (8-connected)
+            outside = (~part).astype(np.uint8)     # what lies outside it, from the (padded) border
+            cv2.floodFill(outside, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 2, flags=4)
+            holes = (outside == 1)[1:-1, 1:-1] & ~self.mask
+            n = int(holes.sum())
+            if not n:
+                return 0, ("Fill: this painted shape has no hole to fill. Click inside a closed "
+                           "outline, or on an outline with an unpainted inside.")
+            self.mask |= holes
+            return n, f"Filled {n} px inside the painted outline."
         img = self.mask.astype(np.uint8)
         ff = np.zeros((h + 2, w + 2), np.uint8)
         cv2.floodFill(img, ff, (xi, yi), 2, flags=4)
@@ -88,9 +111,10 @@ class MaskCanvas:
         n = int(region.sum())
         touches = region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any()
         if touches and n > max_open * region.size:
-            return 0
+            return 0, ("Fill: this area is not closed (it reaches the image border around the painting). "
+                       "Close the outline with the brush first, then fill inside it.")
         self.mask |= region
-        return n
+        return n, f"Filled {n} px."
 
     def clear(self) -> bool:
         changed = bool(self.mask.any())
@@ -103,6 +127,23 @@ def mask_rgba(mask: np.ndarray, rgba: Tuple[int, int, int, int] = MASK_RGBA) -> 
     out = np.zeros((*mask.shape, 4), np.uint8)
     out[mask] = rgba
     return out
+
+
+def mask_outline(mask: np.ndarray) -> QPainterPath:
+    """The outlines of a mask's regions (and of their holes), as a path in image pixels."""
+    path = QPainterPath()
+    if not mask.any():
+        return path
+    found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    for c in found:
+        pts = c[:, 0, :]
+        if len(pts) >= 2:
+            path.addPolygon(QPolygonF([QPointF(float(x) + 0.5, float(y) + 0.5) for x, y in pts]))
+            path.closeSubpath()
+        else:
+            x, y = pts[0]
+            path.addRect(QRectF(float(x), float(y), 1.0, 1.0))
+    return path
 
 
 def to_qimage_rgba(rgba: np.ndarray) -> QImage:
@@ -130,6 +171,7 @@ class MaskPainter(QObject):
 
     maskChanged = Signal(object, bool)      # mask (bool H×W copy), back at the start of the stack
     toolChanged = Signal(str)
+    message = Signal(str)                   # what a tool did or why it did nothing (the status bar)
 
     def __init__(self, view: QGraphicsView, z: float = 3.0, parent=None):
         super().__init__(parent)
@@ -143,6 +185,29 @@ class MaskPainter(QObject):
         self.item.setZValue(z)
         self.item.setAcceptedMouseButtons(Qt.NoButton)
         view.scene().addItem(self.item)
+        self.outline = QGraphicsPathItem()            # the mask's outline: always, over the heat map
+        pen = QPen(MASK_OUTLINE, 2)
+        pen.setCosmetic(True)
+        self.outline.setPen(pen)
+        self.outline.setZValue(z + 0.1)
+        self.outline.setAcceptedMouseButtons(Qt.NoButton)
+        view.scene().addItem(self.outline)
+        self.cursor = QGraphicsEllipseItem()          # the brush: its size, where it will paint
+        pen = QPen(QColor("#ffffff"), 2)              # white under black dashes: seen on dark and light parts
+        pen.setCosmetic(True)
+        self.cursor.setPen(pen)
+        self._cursor_dashes = QGraphicsEllipseItem(self.cursor)
+        pen = QPen(QColor("#000000"), 2, Qt.DashLine)
+        pen.setCosmetic(True)
+        self._cursor_dashes.setPen(pen)
+        self.cursor.setZValue(z + 0.2)
+        self.cursor.setAcceptedMouseButtons(Qt.NoButton)
+        self.cursor.hide()
+        view.scene().addItem(self.cursor)
+        self.filled = False                           # filled also when not painting (else outline only)
+        self.visible = True
+        view.setMouseTracking(True)
+        view.viewport().setMouseTracking(True)
         self._stroke: Optional[list] = None
         self._before: Optional[np.ndarray] = None
         self._pending_at_start = False
@@ -168,13 +233,42 @@ class MaskPainter(QObject):
         painting = tool != "pan"
         self.view.setDragMode(QGraphicsView.NoDrag if painting else QGraphicsView.ScrollHandDrag)
         self.view.viewport().setCursor(Qt.CrossCursor if painting else Qt.OpenHandCursor)
+        if tool not in ("brush", "eraser"):
+            self.cursor.hide()
+        self._update_visibility()
         self.toolChanged.emit(tool)
 
     def set_radius(self, r: int) -> None:
         self.radius = max(0, int(r))
+        if self.cursor.isVisible():
+            self.show_cursor_at(self.cursor.rect().center().x(), self.cursor.rect().center().y())
 
     def set_visible(self, on: bool) -> None:
-        self.item.setVisible(on)
+        self.visible = bool(on)
+        self._update_visibility()
+
+    def set_filled(self, on: bool) -> None:
+        """Fill the mask also when no painting tool is chosen (else its outline only)."""
+        self.filled = bool(on)
+        self._update_visibility()
+
+    @property
+    def shows_fill(self) -> bool:
+        return self.visible and (self.filled or self.tool != "pan")
+
+    def _update_visibility(self) -> None:
+        self.item.setVisible(self.shows_fill)
+        self.outline.setVisible(self.visible)
+
+    def show_cursor_at(self, x: float, y: float) -> None:
+        """The brush circle at (x, y), in image pixels, with the brush's radius."""
+        if self.canvas is None or self.tool not in ("brush", "eraser"):
+            self.cursor.hide()
+            return
+        r = max(0.5, float(self.radius))
+        self.cursor.setRect(QRectF(x - r, y - r, 2 * r, 2 * r))
+        self._cursor_dashes.setRect(self.cursor.rect())
+        self.cursor.show()
 
     # -- operations (also called by tests and the mouse) ---------------------------------------
     def begin_stroke(self, x: float, y: float) -> None:
@@ -219,12 +313,14 @@ class MaskPainter(QObject):
             self.tool = tool
 
     def fill_at(self, x: float, y: float) -> int:
+        """Fill at (x, y) (see :meth:`MaskCanvas.fill`); ``message`` says what it did, or why not."""
         if self.canvas is None:
             return 0
         before = self.canvas.copy()
-        n = self.canvas.fill(x, y)
+        n, why = self.canvas.fill_explained(x, y)
         if n:
             self.undo_stack.push(MaskCommand(self, before, self.canvas.copy(), "fill"))
+        self.message.emit(why)
         return n
 
     def clear(self) -> bool:
@@ -256,8 +352,12 @@ class MaskPainter(QObject):
     def _render(self) -> None:
         if self.canvas is None:
             self.item.setPixmap(QPixmap())
+            self.outline.setPath(QPainterPath())
+            self.cursor.hide()
             return
         self.item.setPixmap(QPixmap.fromImage(to_qimage_rgba(mask_rgba(self.canvas.mask))))
+        self.outline.setPath(mask_outline(self.canvas.mask))
+        self._update_visibility()
 
     # -- the mouse -----------------------------------------------------------------------------
     def _scene_xy(self, event) -> Point:
@@ -268,6 +368,10 @@ class MaskPainter(QObject):
         if not self.enabled or self.tool == "pan" or self.canvas is None:
             return False
         t = event.type()
+        if t == QEvent.MouseMove:
+            self.show_cursor_at(*self._scene_xy(event))
+        elif t == QEvent.Leave:
+            self.cursor.hide()
         if t == QEvent.MouseButtonPress and event.button() == Qt.LeftButton:
             x, y = self._scene_xy(event)
             if self.tool == "fill":

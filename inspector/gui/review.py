@@ -15,6 +15,11 @@ from ..project import ImageRow, Project
 from .viewer import ImageViewer
 
 
+def item_text(score: float, name: str, mark: Optional[str]) -> str:
+    """A queue line: score, the operator's mark (when reviewed), the part's name (elided when long)."""
+    return f"{score:.3f}   " + (f"{mark}   " if mark else "") + name
+
+
 class LabelCommand(QUndoCommand):
     """Set one image's label in the project (committed at once); undo puts the old one back."""
 
@@ -55,7 +60,11 @@ class ReviewPanel(QWidget):
         self.undo_stack = QUndoStack(self)
 
         self.queue = QListWidget()
-        self.queue.setMinimumWidth(230)
+        self.queue.setMinimumWidth(260)
+        # long names are elided in the middle, never behind a horizontal scroll bar; the mark comes
+        # before the name so that it always shows
+        self.queue.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.queue.setTextElideMode(Qt.ElideMiddle)
         self.queue.currentRowChanged.connect(self._show_current)
         self.left = QLabel(objectName="heading")
         self.help = QLabel("<b>A</b> defect (anomalous) · <b>N</b> false alarm (normal) · "
@@ -97,7 +106,9 @@ class ReviewPanel(QWidget):
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(right)
+        split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
+        split.setSizes([330, 950])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
@@ -123,6 +134,8 @@ class ReviewPanel(QWidget):
 
     # -- data ------------------------------------------------------------------------------------
     def set_project(self, project: Optional[Project], model_id: Optional[int]) -> None:
+        if project is not self.project or model_id != self.model_id:
+            self.viewer.reset()              # nothing of another project (or model) stays shown
         self.project, self.model_id = project, model_id
         self.undo_stack.clear()
         self.reload()
@@ -157,7 +170,7 @@ class ReviewPanel(QWidget):
         r = self.rows[i]
         item = self.queue.item(i)
         mark = {"anomalous": "✔ defect", "good": "✘ false alarm"}.get(r.label) if r.label_source == "operator" else None
-        item.setText(f"{r.score:8.4g}   {r.name}" + (f"   [{mark}]" if mark else ""))
+        item.setText(item_text(r.score, r.name, mark))
         item.setToolTip(r.path)
         item.setForeground(QColor("#8a929c") if mark else QColor("#1c2733"))
 
@@ -245,4 +258,5 @@ class ReviewPanel(QWidget):
             return
         r = self.rows[i]
         self.viewer.reset_threshold()
-        self.viewer.show_row(r, self.project.load_map(r))
+        mask = self.project.load_mask(r) if r.mask_path else None      # outlined: is the red on the defect?
+        self.viewer.show_row(r, self.project.load_map(r), mask)

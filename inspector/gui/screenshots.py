@@ -17,6 +17,13 @@ and the fill tool, as an operator labels an image for APC.
     QT_QPA_PLATFORM=offscreen python -m inspector.gui.screenshots docs/screenshots --station
 
 renders only station.png: the station view while test images land in a watched folder.
+
+    xvfb-run -s "-screen 0 1920x1080x24" env QT_QPA_PLATFORM=xcb \
+        python -m inspector.gui.screenshots docs/screenshots --sizes 1280x800,1920x1080
+
+renders every screen in a real X window at each size, into ``1280x800/`` and ``1920x1080/``
+under the folder (with one size, the default 1280×800, straight into the folder).  Dialogs and
+the station window are scaled with the screen.
 """
 
 from __future__ import annotations
@@ -50,11 +57,58 @@ def _wait(cond, timeout: float = 600.0, step: float = 0.02) -> bool:
     return cond()
 
 
-def _save(widget, path: Path) -> None:
-    QApplication.instance().processEvents()
-    if not widget.grab().save(str(path)):
-        raise SystemExit(f"cannot write {path}")
-    print(f"wrote {path}")
+SIZES = [(1280, 800)]          # the main window's sizes (--sizes); the first is the working size
+WIZARD = (760, 560)            # dialogs and the station at the first size, scaled for the others
+STATION = (1100, 760)
+
+
+def set_sizes(text: str) -> None:
+    """``1280x800,1920x1080``: render every screenshot at each of these window sizes."""
+    sizes = []
+    for part in text.split(","):
+        w, h = part.lower().split("x")
+        sizes.append((int(w), int(h)))
+    SIZES[:] = sizes
+
+
+def _target(path: Path, size) -> Path:
+    """Where a screenshot at ``size`` goes: the folder itself with one size, else ``WxH/`` in it."""
+    if len(SIZES) == 1:
+        return path
+    folder = path.parent / f"{size[0]}x{size[1]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / path.name
+
+
+def _settle(seconds: float = 0.4) -> None:
+    app = QApplication.instance()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def _save(widget, path: Path, base=None) -> None:
+    """``widget`` at each size (``base``: its size at the first one, scaled for the others; None:
+    the main window's sizes), grabbed from the window as shown."""
+    first = widget.size()
+    for size in SIZES:
+        if base is None:
+            widget.resize(*size)
+        else:
+            k = size[0] / SIZES[0][0]
+            widget.resize(int(base[0] * k), int(base[1] * min(k, size[1] / SIZES[0][1])))
+        _settle()
+        viewer = getattr(widget, "viewer", None)
+        if viewer is not None and viewer.view.fitting:
+            viewer.view.fit()
+            _settle(0.1)
+        target = _target(path, size)
+        if not widget.grab().save(str(target)):
+            raise SystemExit(f"cannot write {target}")
+        print(f"wrote {target}")
+    widget.resize(first)
+    _settle(0.1)
 
 
 def render(outdir: Path, use_shared: bool = True) -> None:
@@ -71,7 +125,7 @@ def render(outdir: Path, use_shared: bool = True) -> None:
     data = BOTTLE if real else make_mvtec(work / "weave", n_train=40, n_good=10, n_bad=10, size=192, corrupt=1)
 
     w = MainWindow()
-    w.resize(1280, 820)
+    w.resize(*SIZES[0])
     w.show()
     project_dir = work / ("bottle-line-3" if real else "weave-line")
     w.new_project(project_dir)
@@ -81,7 +135,7 @@ def render(outdir: Path, use_shared: bool = True) -> None:
 
     w.open_path(project_dir)
     wiz = w.open_wizard()
-    wiz.resize(760, 560)
+    wiz.resize(*WIZARD)
     wiz.data_page.name.setText("bottle-v1" if real else "weave-v1")
     wiz.next()
     mp = wiz.method_page
@@ -97,11 +151,11 @@ def render(outdir: Path, use_shared: bool = True) -> None:
     run = wiz.run_page
     _wait(lambda: run.state != "running" or (run.bar.maximum() > 0 and run.bar.value() > run.bar.maximum() // 3),
           900)
-    _save(wiz, outdir / "wizard.png")
+    _save(wiz, outdir / "wizard.png", WIZARD)
     _wait(lambda: run.state != "running", 1800)
     if run.state != "done":
         raise SystemExit(f"training did not finish: {run.state} {run.error.text()}")
-    _save(wiz, outdir / "wizard_result.png")
+    _save(wiz, outdir / "wizard_result.png", WIZARD)
     wiz.accept()
     _wait(lambda: w.wizard is None, 5)
 
@@ -184,7 +238,7 @@ def render_mask(outdir: Path, use_shared: bool = True) -> Path:
     real = use_shared and BOTTLE.is_dir()
     data = BOTTLE if real else make_mvtec(work / "weave", n_train=4, n_good=2, n_bad=3, size=256)
     w = MainWindow()
-    w.resize(1280, 820)
+    w.resize(*SIZES[0])
     w.show()
     w.new_project(work / ("bottle-line-3" if real else "weave-line"))
     w.add_images(data, "mvtec")
@@ -215,6 +269,8 @@ def render_mask(outdir: Path, use_shared: bool = True) -> Path:
     v.set_tool("brush")                            # a second, small defect painted freehand
     h, wd = truth.shape
     v.painter.paint([(wd * 0.30 + 14 * k, h * 0.70 + 6 * np.sin(k / 2)) for k in range(12)])
+    v.brush_size.setValue(max(6, truth.shape[0] // 40))
+    v.painter.show_cursor_at(wd * 0.62, h * 0.80)     # the brush's circle, where the mouse would be
     v.view.fit()
     out = outdir / "mask.png"
     _save(w, out)
@@ -241,7 +297,7 @@ def render_station(outdir: Path, use_shared: bool = True) -> Path:
     real = use_shared and BOTTLE.is_dir() and MOBILENET.is_file()
     data = BOTTLE if real else make_mvtec(work / "weave", n_train=20, n_good=8, n_bad=8, size=192)
     w = MainWindow()
-    w.resize(1280, 820)
+    w.resize(*SIZES[0])
     w.show()
     w.new_project(work / ("bottle-line-3" if real else "weave-line"))
     w.project.add_folder(data / "train" / "good", "train")
@@ -253,7 +309,7 @@ def render_station(outdir: Path, use_shared: bool = True) -> Path:
     camera = work / "camera"
     camera.mkdir()
     st = w.open_station(camera)
-    st.resize(1100, 760)
+    st.resize(*STATION)
     if not _wait(lambda: st.state == "watching", 600):
         raise SystemExit(f"the station did not start: {st.status.text()}")
     tests = list_images(data / "test", recursive=True)
@@ -263,13 +319,20 @@ def render_station(outdir: Path, use_shared: bool = True) -> Path:
         _wait(lambda: st.counts["inspected"] + st.counts["unreadable"] > i, 120)
     _wait(lambda: False, 1.0)
     out = outdir / "station.png"
-    _save(st, out)
+    _save(st, out, STATION)
     w.close()
     return out
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for a in list(argv):
+        if a.startswith("--sizes="):
+            set_sizes(a.split("=", 1)[1])
+    if "--sizes" in argv:
+        i = argv.index("--sizes")
+        set_sizes(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     args = [a for a in argv if not a.startswith("--")]
     out = Path(args[0]) if args else REPO / "docs" / "screenshots"
     if "--mask" in argv:

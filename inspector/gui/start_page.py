@@ -25,7 +25,9 @@ class StartPage(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(40, 30, 40, 30)
         card = QFrame(objectName="card")
-        card.setMaximumWidth(760)
+        # a fixed width: the wrapped steps then take the height they need, and the card grows to
+        # hold the list and the tip (with a maximum width only, the tip was drawn over the list)
+        card.setFixedWidth(720)
         outer.addWidget(card, 0, Qt.AlignHCenter | Qt.AlignTop)
         lay = QVBoxLayout(card)
         lay.setContentsMargins(32, 28, 32, 28)
@@ -71,7 +73,9 @@ class StartPage(QWidget):
         self.recent.itemDoubleClicked.connect(lambda it: self.recentChosen.emit(it.data(Qt.UserRole)))
         lay.addWidget(self.recent)
         self.hint = QLabel("Tip: drop a project folder or an image folder onto this window.", objectName="counts")
+        self.hint.setWordWrap(True)
         lay.addWidget(self.hint)
+        self.card = card
         outer.addStretch(1)
 
     def set_recent(self, paths: List[str]) -> None:

@@ -4,7 +4,10 @@ Colours and contours come from the engine (:mod:`inspector.core.overlay`): blue 
 anomalous, the pixel threshold sits in the middle of the scale.  The threshold slider moves the
 image threshold (the verdict) and, by the same amount, the pixel threshold (the contours), live.
 
-The operator's defect mask is shown over the image in magenta; an editable viewer (the main
+The colour is shown only where the map comes near the pixel threshold (from 3/4 of it; the
+scale stays blue-to-red), so a normal part is not tinted blue all over; *Colour the whole part*
+shows the full map.  The defect mask is outlined in magenta (filled while painting, or with *Fill
+mask*), so that the heat map under it stays readable; an editable viewer (the main
 window's) paints it with brush, eraser and fill (:mod:`.painting`), Ctrl+Z / Ctrl+Shift+Z undo and
 redo whole strokes, and every change is announced with ``maskEdited`` so that it is saved at once.
 """
@@ -23,10 +26,10 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QFormLayout, QFrame, QGr
 
 from ..core.errors import ImageReadError
 from ..core.images import read_image
-from ..core.overlay import colorize, contours
+from ..core.overlay import COLOUR_FLOOR, colorize_rgba, contours
 from ..core import thresholds
 from ..project import ImageRow, ModelRow
-from .painting import MaskPainter
+from .painting import MaskPainter, to_qimage_rgba
 
 SLIDER_STEPS = 1000
 
@@ -35,6 +38,21 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     h, w = rgb.shape[:2]
     return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+
+
+def mask_painted(r: ImageRow) -> bool:
+    """Whether the row's mask is the operator's (painted here), not the dataset's ground truth."""
+    return bool(r.mask_path) and r.mask_path != r.dataset_mask
+
+
+def label_text(r: Optional[ImageRow]) -> str:
+    """The label line: the label, who gave it, and where its mask comes from."""
+    if r is None or not r.label:
+        return "–"
+    text = f"{r.label} ({'operator' if r.label_source == 'operator' else 'from dataset'})"
+    if r.label == "anomalous" and r.mask_path:
+        text += ", mask painted by operator" if mask_painted(r) else ", mask from dataset"
+    return text
 
 
 class ZoomView(QGraphicsView):
@@ -89,6 +107,7 @@ class ImageViewer(QWidget):
     # image id, mask (bool H×W), and the image's label as it was when shown ((label, source,
     # mask_path)) when every stroke has been undone, else None
     maskEdited = Signal(int, object, object)
+    statusMessage = Signal(str)     # what a painting tool did, or why it did nothing (for the status bar)
 
     def __init__(self, parent=None, editable: bool = False):
         super().__init__(parent)
@@ -119,7 +138,7 @@ class ImageViewer(QWidget):
         self.message.setWordWrap(True)
 
         side = QWidget()
-        side.setFixedWidth(270)
+        side.setFixedWidth(300)
         form = QVBoxLayout(side)
         form.setContentsMargins(8, 4, 8, 4)
         self.name = QLabel(objectName="heading")
@@ -145,6 +164,11 @@ class ImageViewer(QWidget):
         self.show_overlay.setChecked(True)
         self.show_overlay.toggled.connect(self._update_visibility)
         form.addWidget(self.show_overlay)
+        self.colour_all = QCheckBox("Colour the whole part")
+        self.colour_all.setToolTip("Off: colour only where the map comes near the pixel threshold (from 3/4 "
+                                   "of it), so normal areas show the part itself. On: the whole blue-to-red map.")
+        self.colour_all.toggled.connect(lambda on: self._redraw_map())
+        form.addWidget(self.colour_all)
         form.addWidget(QLabel("Opacity"))
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
@@ -172,17 +196,26 @@ class ImageViewer(QWidget):
         zoom = QHBoxLayout()
         for text, fn in (("Fit", self.view.fit), ("100%", self.view.actual_size),
                          ("+", lambda: self.view.zoom_by(1.25)), ("−", lambda: self.view.zoom_by(0.8))):
-            b = QPushButton(text)
+            b = QPushButton(text, objectName="tool")
             b.clicked.connect(fn)
             zoom.addWidget(b)
         form.addLayout(zoom)
 
         self.painter = MaskPainter(self.view, z=3)
         self.painter.maskChanged.connect(self._mask_changed)
+        self.painter.message.connect(self.statusMessage)
+        masks = QHBoxLayout()
         self.show_mask = QCheckBox("Show defect mask (M)")
         self.show_mask.setChecked(True)
+        self.show_mask.setToolTip("The defect mask, outlined in magenta")
         self.show_mask.toggled.connect(self.painter.set_visible)
-        form.addWidget(self.show_mask)
+        self.fill_mask = QCheckBox("Fill mask")
+        self.fill_mask.setToolTip("Fill the mask also when not painting (it hides the heat map under it)")
+        self.fill_mask.toggled.connect(self.painter.set_filled)
+        masks.addWidget(self.show_mask)
+        masks.addWidget(self.fill_mask)
+        masks.addStretch(1)
+        form.addLayout(masks)
         self.mask_box = QWidget()
         mb = QVBoxLayout(self.mask_box)
         mb.setContentsMargins(0, 0, 0, 0)
@@ -194,7 +227,7 @@ class ImageViewer(QWidget):
                                ("brush", "Brush", "Paint the defect (B); painting marks the image anomalous"),
                                ("eraser", "Eraser", "Erase painted pixels (E)"),
                                ("fill", "Fill", "Fill a closed painted outline (G)")):
-            b = QPushButton(text)
+            b = QPushButton(text, objectName="tool")
             b.setCheckable(True)
             b.setToolTip(tip)
             b.clicked.connect(lambda checked=False, k=key: self.set_tool(k))
@@ -226,6 +259,7 @@ class ImageViewer(QWidget):
         self.undo_button.setEnabled(False)
         self.redo_button.setEnabled(False)
         for b in (self.undo_button, self.redo_button, self.clear_button):
+            b.setObjectName("tool")
             edit.addWidget(b)
         mb.addLayout(edit)
         self.mask_info = QLabel(objectName="counts")
@@ -364,6 +398,11 @@ class ImageViewer(QWidget):
         self._set_controls_enabled(True)
         self.view.fit()
 
+    def reset(self) -> None:
+        """Nothing shown and no model: what a closed project leaves (nothing of it carries over)."""
+        self.set_model(None)
+        self.show_row(None)
+
     def _clear(self, text: str) -> None:
         self.base.setPixmap(QPixmap())
         self.overlay.setPixmap(QPixmap())
@@ -371,12 +410,14 @@ class ImageViewer(QWidget):
         self.message.setText(text)
         self.message.setVisible(True)
         self.name.setText("")
+        self.name.setToolTip("")
+        self.mask_info.setText("")
         self._update_info()
         self._set_controls_enabled(False)
 
     def _set_controls_enabled(self, on: bool) -> None:
         has_map = on and self.amap is not None
-        for w in (self.show_overlay, self.opacity):
+        for w in (self.show_overlay, self.opacity, self.colour_all):
             w.setEnabled(has_map)
         has_model = on and self.model is not None
         for w in (self.threshold_slider, self.reset_button, self.apply_button):
@@ -439,7 +480,8 @@ class ImageViewer(QWidget):
             self.outline.setPath(QPainterPath())
             return
         pt = self.pixel_threshold
-        self.overlay.setPixmap(QPixmap.fromImage(to_qimage(colorize(self.amap, pt))))
+        rgba = colorize_rgba(self.amap, pt, floor=0.0 if self.colour_all.isChecked() else COLOUR_FLOOR)
+        self.overlay.setPixmap(QPixmap.fromImage(to_qimage_rgba(rgba)))
         self.overlay.setOpacity(self.opacity.value() / 100)
         path = QPainterPath()
         for c in contours(self.amap, pt):
@@ -468,9 +510,7 @@ class ImageViewer(QWidget):
             self.score.setText(f"{r.score:.4g}")
         self.verdict.style().unpolish(self.verdict)
         self.verdict.style().polish(self.verdict)
-        self.label.setText("–" if r is None or not r.label else
-                           f"{r.label} ({'operator' if r.label_source == 'operator' else 'from dataset'})"
-                           + (", with mask" if r.label == "anomalous" and r.mask_path else ""))
+        self.label.setText(label_text(r))
         m = self.model
         self.model_label.setText(m.title if m else "no model yet")
         if m is not None and self.threshold is not None:

@@ -1,6 +1,7 @@
 """The CLI on generated data: train, predict, evaluate; one clear line (no traceback) on mistakes."""
 
 import csv
+from pathlib import Path
 import json
 
 import cv2
@@ -35,6 +36,9 @@ def test_train_then_predict(good_dir, mvtec_category, tmp_path, capsys):
     assert all(float(r["threshold"]) > 0 for r in rows)
     overlays = list(out.glob("*_overlay.png"))
     assert len(overlays) == 9
+    for r in rows:                      # named after the source: <defect type>_<stem>_overlay.png
+        src = Path(r["path"])
+        assert r["overlay"].startswith(f"{src.parent.name}_{src.stem}_") and (out / r["overlay"]).is_file()
     img = cv2.imread(str(overlays[0]))
     assert img.shape == (64, 64, 3)
     err = capsys.readouterr().err

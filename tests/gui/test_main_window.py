@@ -296,7 +296,13 @@ def test_export_dialogs_propose_a_file_in_the_project_and_pass_the_choice_on(win
 
     monkeypatch.setattr(mw.QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
     monkeypatch.setattr(window, "export", lambda path: done.append(("csv", path)))
-    monkeypatch.setattr(window, "export_report", lambda path: done.append(("pdf", path)))
+    monkeypatch.setattr(window, "export_report", lambda path, line=None, lot=None: done.append(("pdf", path)))
+
+    def details(dialog):                      # the report's line and lot, asked first
+        dialog.line.setText("L3")
+        return mw.QDialog.Accepted
+
+    monkeypatch.setattr(mw.ReportDetails, "exec", details)
     window.ask_export()
     window.ask_report()
     name = window.project.name

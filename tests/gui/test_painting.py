@@ -83,7 +83,7 @@ def test_paint_erase_fill_undo_redo_and_reopen(qtbot, opened, tmp_path):
     assert (r.label, r.label_source) == ("anomalous", "operator")        # painting labels the image
     saved = w.project.load_mask(r)
     np.testing.assert_array_equal(saved, m)                             # saved as soon as the stroke ends
-    assert "with mask" in v.label.text()
+    assert "mask painted by operator" in v.label.text()
 
     v.set_tool("eraser")
     _drag(qtbot, v, [(45, 20), (46, 20)])
@@ -140,7 +140,11 @@ def test_mvtec_masks_show_in_the_viewer(qtbot, opened):
     w.browser.select(bad[0].id)
     qtbot.waitUntil(lambda: v.row is not None and v.row.id == bad[0].id)
     assert v.mask is not None and 0 < v.mask.sum() < v.mask.size
-    assert v.painter.item.isVisible() and not v.painter.item.pixmap().isNull()
-    assert "with mask" in v.label.text()
+    # the dataset's mask is outlined, not filled: the heat map under it stays readable (issue #16)
+    assert v.painter.outline.isVisible() and not v.painter.outline.path().isEmpty()
+    assert not v.painter.item.isVisible() and not v.painter.item.pixmap().isNull()
+    assert "mask from dataset" in v.label.text()
+    v.fill_mask.setChecked(True)
+    assert v.painter.item.isVisible()
     v.show_mask.setChecked(False)
-    assert not v.painter.item.isVisible()
+    assert not v.painter.item.isVisible() and not v.painter.outline.isVisible()

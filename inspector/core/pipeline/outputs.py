@@ -5,9 +5,11 @@
 - ``path``: the image file (as found); ``status``: ``ok`` or ``skipped: REASON``;
 - ``score``, ``verdict`` (``normal`` / ``anomalous``) and the image ``threshold`` used (verdict
   and threshold are empty when the model has none); ``model``: the model file's name;
-- ``overlay``: the overlay PNG's file name, relative to the output folder (so that ``dup.png``
-  and ``sub/dup.png``, whose overlays are ``dup_overlay.png`` and ``dup_2_overlay.png``, can be
-  told apart).
+- ``overlay``: the overlay PNG's file name, relative to the output folder: named after the source,
+  ``<folder>_<stem>_overlay.png`` (``broken_large/004.png`` → ``broken_large_004_overlay.png``,
+  the folder being the defect type in a dataset's layout), numbered (``…_2_overlay.png``) when
+  two inputs would share a name.  Each overlay carries a band with the verdict and the score
+  against the threshold.
 
 Every file is written whole or not at all: overlays go to a temporary name and are renamed;
 ``predict``'s CSV likewise, at the end (with the rows done so far when cancelled); ``watch``'s
@@ -32,7 +34,7 @@ from typing import Deque, Dict, List, Optional, Sequence, Set
 import cv2
 
 from ..errors import InspectorError
-from ..overlay import render_overlay
+from ..overlay import draw_verdict, render_overlay
 from .inspect import InspectResult
 
 COLUMNS = ("path", "status", "score", "verdict", "threshold", "model", "overlay", "note")
@@ -64,17 +66,25 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise cannot_write(path, exc) from None
 
 
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
 class OverlayNames:
-    """``<stem>_overlay.png``, numbered (``<stem>_2_overlay.png``...) when two inputs share a stem."""
+    """``<folder>_<stem>_overlay.png`` (the source's folder and file name: ``broken_large/004.png``
+    → ``broken_large_004_overlay.png``), numbered (``…_2_overlay.png``) when two inputs would
+    share a name."""
 
     def __init__(self, used: Sequence[str] = ()):
         self.used: Set[str] = set(used)
 
     def take(self, path: Path) -> str:
-        name, i = f"{path.stem}_overlay.png", 1
+        path = Path(path)
+        base = _safe(f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem)
+        name, i = f"{base}_overlay.png", 1
         while name in self.used:
             i += 1
-            name = f"{path.stem}_{i}_overlay.png"
+            name = f"{base}_{i}_overlay.png"
         self.used.add(name)
         return name
 
@@ -167,7 +177,9 @@ class ResultsFolder:
         """The result's overlay PNG; returns its name (relative to the folder), "" when skipped."""
         if not (self.overlays and r.ok and r.image is not None):
             return ""
-        rgb = render_overlay(r.image, r.prediction.anomaly_map, self.pixel_threshold)
+        p = r.prediction
+        rgb = render_overlay(r.image, p.anomaly_map, self.pixel_threshold)
+        rgb = draw_verdict(rgb, p.score, p.image_threshold, p.verdict if math.isfinite(p.image_threshold) else "")
         ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if not ok:
             raise OutputError(f"cannot encode the overlay of {r.path}")
