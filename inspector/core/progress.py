@@ -116,47 +116,6 @@ def stage_unit(key: str) -> str:
     return UNITS.get(key.split("/", 1)[-1], "")
 
 
-def _coreset_cost(n: int, ratio: float, full: bool) -> float:
-    return CORESET_A * n ** CORESET_EXP * (ratio / 0.1) + (CORESET_FULL_FIT if full else 0.0)
-
-
-def _kmeans_cost(n: int, options: Mapping, pix: float) -> float:
-    c = min(float(options.get("max_centroids", 262144) or 262144),
-            float(options.get("centroid_ratio", 0.1) or 0.1) * n * POSITIONS * pix)
-    if c <= NPAD_KMEANS_FLAT_MAX:
-        return NPAD_KMEANS * (c / NPAD_KMEANS_AT) ** 2
-    return NPAD_KMEANS * (NPAD_KMEANS_FLAT_MAX / NPAD_KMEANS_AT) ** 2 * (c / NPAD_KMEANS_FLAT_MAX) ** 1.5
-
-
-def _fit_costs(method: str, options: Mapping, n: int, pix: float, full: bool) -> List[Tuple[str, float]]:
-    """(key, seconds) of fitting ``method`` on ``n`` normal images (``full``: the fit on all of
-    them, not a cross-fit fold's)."""
-    if method == "npad":
-        k = float(options.get("k_channels", 150) or 150)
-        channels = (k / 150.0) ** 3
-        return [("loading backbone", BACKBONE_LOAD),
-                ("extracting features", FEATURES * pix * n),
-                ("statistics", NPAD_STATISTICS * pix * n),
-                ("neighbour weights", NPAD_WEIGHTS * pix * channels),
-                ("distributions A and B", NPAD_DISTRIBUTIONS * pix * channels),
-                ("k-means", _kmeans_cost(n, options, pix))]
-    ratio = float(options.get("coreset_ratio", 0.1) or 0.1)
-    bank = [("extracting features", FEATURES * pix * n),
-            ("coreset", _coreset_cost(n, ratio, full) * pix),
-            ("building index", INDEX_FIXED + INDEX_PER_IMAGE * n * pix)]
-    if method == "apc" and full:
-        epochs = int(options.get("epochs", 3) or 3)
-        batch = int(options.get("batch_size", 8) or 8)
-        frac = float(options.get("anomalous_fraction", 0.25) or 0.25)
-        normals_per_batch = max(1, batch - min(batch - 1, max(1, math.ceil(batch * frac))))
-        samples = epochs * math.ceil(n / normals_per_batch) * batch        # as apc.net.BalancedBatchSampler
-        return [("reading images", READING * n), ("loading backbone", BACKBONE_LOAD),
-                ("fine-tuning", FINE_TUNING_SAMPLE * pix * samples)] + bank
-    if full:
-        return [("loading backbone", BACKBONE_LOAD)] + bank
-    return bank
-
-
 def _label(key: str) -> str:
     if key.startswith("fold "):
         fold, rest = key.split("/", 1)
@@ -181,28 +140,25 @@ def training_plan(method: str, options: Optional[Mapping] = None, n_images: int 
     n = max(1, int(n_images))
     plan = calibration if calibration is not None else default_calibration(n)
     pix = (max(16, int(size or REFERENCE_SIZE)) / REFERENCE_SIZE) ** 2
-    if method == "npad":
-        shifts = int(options.get("shifts", 2) if options.get("shifts") is not None else 2)
-        scoring = ((1 + shifts) * FEATURES + NPAD_SCORING_EXTRA) * pix
-    else:
-        scoring = SCORING * pix
+    from .methods import catalog
+    costs_of = catalog.get(method).costs
+    scoring = costs_of.scoring(options, pix)
     costs: List[Tuple[str, float]] = []
     if align and align != "none":
         costs.append(("alignment reference", ALIGN_PER_IMAGE * n))
     if isinstance(plan, CrossFit):
-        costs += _fit_costs(method, options, n, pix, True)
+        costs += costs_of.fit(options, n, pix, True)
         folds = max(2, int(plan.folds))
         for k in range(folds):
             held = len(range(k, n, folds))              # fold sizes as split_folds cuts them
-            # a fold refits the bank on the other folds' images (N-pad: the whole model; APC keeps
-            # its fine-tuned encoder)
-            fold_full = method == "npad"
-            for key, c in _fit_costs(method, options, n - held, pix, fold_full):
+            # a fold refits on the other folds' images: the bank, or the whole model where the
+            # method says so
+            for key, c in costs_of.fit(options, n - held, pix, costs_of.refits_model_per_fold):
                 costs.append((f"fold {k + 1}/{key}", c))
             costs.append((f"fold {k + 1}/scoring", scoring * held))
     else:
         held = int(getattr(plan, "n", 0) or 0)
-        costs += _fit_costs(method, options, n - held, pix, True)
+        costs += costs_of.fit(options, n - held, pix, True)
         if held:
             costs.append(("calibrating thresholds", scoring * held))
     if save:

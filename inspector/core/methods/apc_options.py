@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Dict, List
 
+from .costs import FineTunedBankCosts
 from .catalog import Choices, MethodInfo, build_options, nested, option, options_dict, register
 from .patchcore_options import PatchCoreOptions
 
@@ -73,4 +74,4 @@ class APCOptions:
 register(MethodInfo(
     name="apc", label="APC", description="fine-tune on the labelled defects, then PatchCore",
     options=APCOptions, implementation="inspector.core.methods.apc", needs_anomalies=True,
-    main_options=("epochs", "coreset_ratio")))
+    main_options=("epochs", "coreset_ratio"), costs=FineTunedBankCosts()))

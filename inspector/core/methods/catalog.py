@@ -260,6 +260,11 @@ def options_dict(obj) -> Dict[str, Any]:
     return out
 
 
+def _default_costs():
+    from .costs import MemoryBankCosts
+    return MemoryBankCosts()
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """What the wizard, the CLI and the research tools know about a method, without torch."""
@@ -272,6 +277,8 @@ class MethodInfo:
     main_options: Tuple[str, ...] = ()     # what the training wizard lets the operator set
     settings: Tuple[str, ...] = COMMON_SETTINGS   # shared settings that apply (see COMMON_SETTINGS)
     aliases: Mapping[str, str] = field(default_factory=dict)   # short names accepted for options
+    # what its stages cost, for the progress meter's plan (see .costs): a memory bank by default
+    costs: Any = field(default_factory=lambda: _default_costs())
 
     def option_specs(self) -> List[OptionSpec]:
         return option_specs(self.options)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 from ..errors import InspectorError
+from .costs import PositionGaussianCosts
 from .catalog import Choices, MethodInfo, build_options, option, options_dict, register
 
 ALIASES = {"r_train": "train_size", "r_infer": "infer_size", "k": "k_channels", "S": "shifts"}
@@ -120,4 +121,4 @@ class NPadOptions:
 register(MethodInfo(
     name="npad", label="N-pad", description="neighbourhood-aware patch distances",
     options=NPadOptions, implementation="inspector.core.methods.npad",
-    main_options=("k_channels", "shifts"), aliases=ALIASES))
+    main_options=("k_channels", "shifts"), aliases=ALIASES, costs=PositionGaussianCosts()))
