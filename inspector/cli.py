@@ -682,6 +682,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["ablation"]:          # its own parser: argparse cannot pass "--help" on
         from .research.ablation import main as ablation_main
         return ablation_main(argv[1:])
+    if argv[:1] == ["smoke"]:             # hidden: the packaged application's self-check (smoke.py)
+        from .smoke import main as smoke_main
+        return smoke_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command is None:
         args.path = None
