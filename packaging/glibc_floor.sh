@@ -17,3 +17,9 @@ for tag in GLIBC GLIBCXX CXXABI; do
     [ -n "$top" ] || { echo "$tag: none"; continue; }
     echo "$tag $top: needed by: $(awk -v v="${tag}_$top" '$2 == v {print $1}' "$tmp" | head -5 | tr '\n' ' ')"
 done
+# The libraries the package expects from the system: every NEEDED entry of its binaries that it
+# does not ship itself (glibc's own libraries, libstdc++/libgcc_s, OpenGL/EGL, ...).
+shipped=$(find "$dir" \( -type f -o -type l \) -name '*.so*' -printf '%f\n' | sort -u)
+needed=$(find "$dir" -type f -name '*.so*' -print0 | xargs -0 -r readelf -d 2>/dev/null \
+    | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u)
+echo "from the system: $(comm -23 <(echo "$needed") <(echo "$shipped") | tr '\n' ' ')"
