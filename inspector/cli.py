@@ -61,13 +61,13 @@ def _method_help() -> str:
 def _add_method_args(p: argparse.ArgumentParser) -> None:
     """--method, --coreset, --index and --option: the same for train, evaluate and benchmark."""
     from .core.methods import catalog
-    from .core.search import INDEXES
+    from .core.choices import INDEX_KINDS
     p.add_argument("--method", default=catalog.DEFAULT_METHOD, choices=catalog.names(), help=_method_help())
     p.add_argument("--coreset", type=float, default=None, metavar="RATIO",
                    help=f"memory-bank fraction kept, for {_methods_with('coreset_ratio')} "
                         f"(default {_option_default('coreset_ratio')}); "
                         "the same as --option coreset_ratio=RATIO")
-    p.add_argument("--index", choices=list(INDEXES), default=None,
+    p.add_argument("--index", choices=list(INDEX_KINDS), default=None,
                    help=f"nearest-neighbour search, for {_methods_with('index')} (default {_option_default('index')}: "
                         "approximate maps, exact image scores, 10-20x faster than exact with WRN-50; "
                         "see README, 'Index')")
@@ -78,7 +78,7 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser, crop_default: Optional[int]) -> None:
     from .core.backbone_specs import DEFAULT_BACKBONE, REGISTRY, WEIGHTS_ENV
-    from .core.preprocess import INTERPOLATIONS
+    from .core.choices import INTERPOLATIONS
     _add_method_args(p)
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(REGISTRY),
                    help=f"feature extractor (default {DEFAULT_BACKBONE})")
@@ -523,7 +523,7 @@ def cmd_screenshots(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .core.backbone_specs import DEFAULT_BACKBONE
-    from .core.thresholds import STRATEGIES
+    from .core.choices import THRESHOLD_STRATEGIES
     p = argparse.ArgumentParser(prog="inspector", description="Visual quality inspection with anomaly detection.")
     p.add_argument("--version", action="version", version=f"inspector {__version__}")
     sub = p.add_subparsers(dest="command")
@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on normal images")
     t.add_argument("data_dir", help="a folder of normal images, or an MVTec-layout category (uses train/good)")
     t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.inspector)")
-    t.add_argument("--threshold", default="mean+3std", choices=list(STRATEGIES),
+    t.add_argument("--threshold", default="mean+3std", choices=list(THRESHOLD_STRATEGIES),
                    help="how the image threshold is set from held-out normal images (default mean+3std)")
     _add_model_args(t, None)
     t.add_argument("--anomalies", action="append", default=[], metavar="DIR_OR_LIST",
@@ -685,6 +685,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["ablation"]:          # its own parser: argparse cannot pass "--help" on
         from .research.ablation import main as ablation_main
         return ablation_main(argv[1:])
+    if argv[:1] == ["smoke"]:             # hidden: the packaged application's self-check (smoke.py)
+        from .smoke import main as smoke_main
+        return smoke_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command is None:
         args.path = None

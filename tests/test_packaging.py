@@ -45,3 +45,40 @@ def test_the_wheel_ships_the_style_sheet_and_icon_and_the_app_finds_them(tmp_pat
                            cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()) == tmp_path / "site" / "inspector" / "resources"
+
+
+def test_torchvision_imports_and_builds_models_without_its_compiled_extension():
+    """The CPU package: torchvision's _C.so (a CUDA build on PyPI) cannot load beside a CPU torch.
+    Simulated here by refusing torchvision's extension; inspector.torchvision_compat must let
+    torchvision import and its models run (and its operators still say they are missing)."""
+    code = """
+import torch
+real = torch.ops.load_library
+def refuse(path):
+    if "torchvision" in str(path):
+        raise OSError("simulated: libtorch_cuda.so: cannot open shared object file")
+    return real(path)
+torch.ops.load_library = refuse
+import inspector
+import torchvision
+from torchvision.models.feature_extraction import create_feature_extractor
+assert not torchvision.extension._has_ops()
+net = create_feature_extractor(torchvision.models.resnet18(weights=None), ["layer2"]).eval()
+with torch.no_grad():
+    print("SHAPE", tuple(net(torch.rand(1, 3, 64, 64))["layer2"].shape))
+try:
+    torchvision.ops.nms(torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1.0]), 0.5)
+except RuntimeError as exc:
+    print("NMS", "custom C++ ops" in str(exc))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "SHAPE (1, 128, 8, 8)" in out.stdout and "NMS True" in out.stdout
+
+
+def test_the_compat_finder_does_nothing_where_torchvision_loads_its_extension():
+    code = ("import inspector, torchvision, inspector.torchvision_compat as c\n"
+            "print('OPS', torchvision.extension._has_ops(), c._LIBRARY is None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-3:] == ["OPS", "True", "True"]

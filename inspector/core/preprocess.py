@@ -32,7 +32,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # what model files written before the field existed were trained with.  On the shared datasets
 # antialias reaches anomalib's figures and gains magnetic_tile (up to 630 px → 256) 0.004 image AUROC
 # (RESULTS.md, "Preprocessing").
-INTERPOLATIONS = ("linear", "antialias")
+from .choices import INTERPOLATIONS  # noqa: E402  ("linear", "antialias")
 
 # The frame's side: at least 32 pixels (the deepest taps need a few cells), at most 4096 (one
 # image's feature maps stay within a few GB; model files with more are refused, model_schema.py).

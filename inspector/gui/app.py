@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QStandardPaths
+from PySide6.QtCore import QEvent, QObject, QStandardPaths, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -71,6 +73,21 @@ def _log_to_file() -> None:
     logging.getLogger("inspector").propagate = False
 
 
+# Set (to anything): the application quits right after its window's first paint and prints
+# "inspector: first paint at <time.time()>" on stdout: how start-up is measured (packaging/startup.py)
+# and how the packaged app's smoke test checks the window (inspector/smoke.py).
+QUIT_AFTER_PAINT_ENV = "INSPECTOR_QUIT_AFTER_PAINT"
+
+
+class _FirstPaint(QObject):
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Type.Paint and not self.property("seen"):
+            self.setProperty("seen", True)
+            print(f"inspector: first paint at {time.time():.3f}", flush=True)
+            QTimer.singleShot(0, QApplication.quit)
+        return False
+
+
 def main(path: Optional[str] = None) -> int:
     """Open the main window (and ``path``, a project or an image folder, when given)."""
     from .system_check import display_problem
@@ -89,6 +106,9 @@ def main(path: Optional[str] = None) -> int:
         window.show_error(f"unexpected error ({kind.__name__}): {exc}")
 
     sys.excepthook = excepthook
+    if os.environ.get(QUIT_AFTER_PAINT_ENV):
+        window._first_paint = _FirstPaint(window)
+        window.installEventFilter(window._first_paint)
     window.show()
     if path:
         window.open_path(path)

@@ -160,3 +160,28 @@ def test_predict_without_a_threshold_gives_no_verdicts_unless_told_one(good_dir,
     assert main(["predict", str(model), str(good_dir), "-o", str(tmp_path / "b"), "-q", "--threshold", str(low)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "b" / "results.csv")))
     assert all(r["verdict"] == "anomalous" and float(r["threshold"]) == pytest.approx(low, rel=1e-5) for r in rows)
+
+
+# Libraries a command may need but the parser must not: --help and --version stay instant (a frozen
+# application pays seconds for torch alone).  numpy is left out: it is imported by most commands
+# anyway and costs little; the list is what the packaged app's start-up was measured to suffer from.
+HEAVY = ("torch", "torchvision", "faiss", "cv2", "matplotlib", "numba", "sklearn", "scipy", "PySide6")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"], ["benchmark", "--help"]])
+def test_the_parser_imports_no_heavy_library(argv):
+    import subprocess
+    import sys
+    code = ("import sys, inspector.cli\n"
+            "try:\n    inspector.cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "HEAVY []"
+
+
+def test_the_parsers_choices_match_the_engines():
+    from inspector.core import choices, preprocess, search, thresholds
+    assert choices.INDEX_KINDS == tuple(search.INDEXES)
+    assert choices.THRESHOLD_STRATEGIES == tuple(thresholds.STRATEGIES)
+    assert preprocess.INTERPOLATIONS is choices.INTERPOLATIONS
