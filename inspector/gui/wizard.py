@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -9,8 +11,6 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
                                QWizard, QWizardPage)
-
-import json
 
 from ..core.backbone_specs import DEFAULT_BACKBONE, REGISTRY
 from ..core.methods import catalog
@@ -558,6 +558,21 @@ class OptionsPage(QWizardPage):
         return True
 
 
+_NO_WEIGHTS = re.compile(r"^No ImageNet weights for (?P<name>\S+)\. .*?copy (?P<file>\S+) into (?P<cache>.+?), or pass",
+                         re.S)
+
+
+def gui_wording(message: str) -> str:
+    """The engine's message in the window's words: missing weights (after a download that failed,
+    offline say) name the wizard's button and the cache folder, not command-line flags."""
+    m = _NO_WEIGHTS.match(message)
+    if not m:
+        return message
+    return (f"No ImageNet weights for {m['name']} on this computer, and they could not be downloaded "
+            f"(no internet connection?). Go Back and use Choose a weights file…, or copy torchvision's "
+            f"file {m['file']} into {m['cache']}.")
+
+
 class RunPage(QWizardPage):
     """Runs the training in a :class:`JobWorker`: one overall bar over all its stages (weighted by
     their measured costs, :mod:`inspector.core.progress`), elapsed time and, once it means
@@ -695,6 +710,7 @@ class RunPage(QWizardPage):
             self.wizard().next()
 
     def _failed(self, message: str) -> None:
+        message = gui_wording(message)
         self.meter.fail()
         self.stage.setText("Training failed")
         self.bar.setRange(0, 1)

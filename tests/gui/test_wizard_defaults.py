@@ -159,3 +159,16 @@ def test_choices_are_kept_per_project_and_a_new_project_starts_from_the_recommen
     assert op.size.value() == 256 and op.crop.value() == 0 and op.threshold.currentData() == "mean+3std"
     assert op.option_fields["npad"]["k_channels"].value() != 32
     fresh.close()
+
+
+def test_missing_weights_after_a_failed_download_reads_in_the_windows_words():
+    from inspector.core import backbones
+    from inspector.core.backbone_specs import REGISTRY
+    from inspector.gui.wizard import gui_wording
+
+    engine = backbones._how_to_get(REGISTRY["wide_resnet50_2"])
+    assert "--weights" in engine                       # the CLI's wording, as the engine says it
+    shown = gui_wording(engine)
+    assert "--" not in shown and "Choose a weights file" in shown
+    assert "wide_resnet50_2" in shown and "checkpoints" in shown
+    assert gui_wording("disk full") == "disk full"     # other messages pass unchanged
