@@ -25,7 +25,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from .backbone_specs import (DEFAULT_BACKBONE, DEVICE_ENV, REGISTRY, WEIGHTS_ENV, BackboneSpec,  # noqa: F401
                              get_spec)
-from .errors import WeightsError
+from .errors import WeightsError, WeightsMissingError
 
 
 def default_device() -> torch.device:
@@ -61,14 +61,6 @@ class WeightsSource:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "seed": self.seed}
-
-
-def _how_to_get(spec: BackboneSpec) -> str:
-    fname = spec.weights.url.rsplit("/", 1)[-1]
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
-    return (f"No ImageNet weights for {spec.name}. Either let torchvision download them once (needs internet), "
-            f"or copy {fname} into {cache}, or pass --weights FILE (the app: Settings > Weights file), "
-            f"or set {WEIGHTS_ENV}=FILE. Use --random-weights only for speed measurements.")
 
 
 def _read_state_dict(path: Path, spec: BackboneSpec) -> Dict[str, torch.Tensor]:
@@ -111,7 +103,7 @@ def load_backbone_module(name: str, weights: Optional[str] = None, random_weight
             try:
                 spec.weights.get_state_dict(progress=True)
             except Exception as exc:
-                raise WeightsError(f"{_how_to_get(spec)} (download failed: {str(exc)[:120]})") from None
+                raise WeightsMissingError(spec.name, fname, path.parent, WEIGHTS_ENV, str(exc)[:120]) from None
         state = _read_state_dict(path, spec)
     model = spec.build()
     try:

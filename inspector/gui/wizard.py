@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -558,21 +557,6 @@ class OptionsPage(QWizardPage):
         return True
 
 
-_NO_WEIGHTS = re.compile(r"^No ImageNet weights for (?P<name>\S+)\. .*?copy (?P<file>\S+) into (?P<cache>.+?), or pass",
-                         re.S)
-
-
-def gui_wording(message: str) -> str:
-    """The engine's message in the window's words: missing weights (after a download that failed,
-    offline say) name the wizard's button and the cache folder, not command-line flags."""
-    m = _NO_WEIGHTS.match(message)
-    if not m:
-        return message
-    return (f"No ImageNet weights for {m['name']} on this computer, and they could not be downloaded "
-            f"(no internet connection?). Go Back and use Choose a weights file…, or copy torchvision's "
-            f"file {m['file']} into {m['cache']}.")
-
-
 class RunPage(QWizardPage):
     """Runs the training in a :class:`JobWorker`: one overall bar over all its stages (weighted by
     their measured costs, :mod:`inspector.core.progress`), elapsed time and, once it means
@@ -710,7 +694,6 @@ class RunPage(QWizardPage):
             self.wizard().next()
 
     def _failed(self, message: str) -> None:
-        message = gui_wording(message)
         self.meter.fail()
         self.stage.setText("Training failed")
         self.bar.setRange(0, 1)

@@ -30,7 +30,7 @@ import time
 
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
-from ..core.errors import InspectorError
+from ..core.errors import InspectorError, WeightsMissingError
 from ..core.jobs import CancelToken, Cancelled, Job
 from ..project.handoff import OwnedJob
 
@@ -38,7 +38,12 @@ log = logging.getLogger("inspector.gui")
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for the user: the message of an InspectorError as is, else type and message."""
+    """One line for the user: the message of an InspectorError as is (missing weights in the
+    window's words, not the command line's), else type and message."""
+    if isinstance(exc, WeightsMissingError):
+        return (f"No ImageNet weights for {exc.backbone} on this computer, and they could not be downloaded "
+                f"(no internet connection?). Go Back and use Choose a weights file…, or copy torchvision's "
+                f"file {exc.file_name} into {exc.cache_dir}." + (f" (The download said: {exc.reason})" if exc.reason else ""))
     if isinstance(exc, InspectorError):
         return str(exc)
     if isinstance(exc, (ValueError, OSError)):

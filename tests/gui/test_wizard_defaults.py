@@ -161,14 +161,23 @@ def test_choices_are_kept_per_project_and_a_new_project_starts_from_the_recommen
     fresh.close()
 
 
-def test_missing_weights_after_a_failed_download_reads_in_the_windows_words():
-    from inspector.core import backbones
-    from inspector.core.backbone_specs import REGISTRY
-    from inspector.gui.wizard import gui_wording
+def test_missing_weights_after_a_failed_download_reads_in_the_windows_words(tmp_path, monkeypatch):
+    import pickle
 
-    engine = backbones._how_to_get(REGISTRY["wide_resnet50_2"])
-    assert "--weights" in engine                       # the CLI's wording, as the engine says it
-    shown = gui_wording(engine)
+    from inspector.core import backbones
+    from inspector.core.errors import InspectorError, WeightsMissingError
+    from inspector.gui.workers import describe_error
+
+    def offline(self, *a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))             # an empty cache
+    monkeypatch.delenv("INSPECTOR_WEIGHTS", raising=False)
+    monkeypatch.setattr(type(backbones.REGISTRY["wide_resnet50_2"].weights), "get_state_dict", offline)
+    with pytest.raises(WeightsMissingError) as err:
+        backbones.load_backbone_module("wide_resnet50_2")
+    assert "--weights" in str(err.value) and "no network" in str(err.value)   # the CLI's wording
+    shown = describe_error(pickle.loads(pickle.dumps(err.value)))              # as from the worker process
     assert "--" not in shown and "Choose a weights file" in shown
-    assert "wide_resnet50_2" in shown and "checkpoints" in shown
-    assert gui_wording("disk full") == "disk full"     # other messages pass unchanged
+    assert "wide_resnet50_2" in shown and "checkpoints" in shown and "no network" in shown
+    assert describe_error(InspectorError("disk full")) == "disk full"          # other messages unchanged
