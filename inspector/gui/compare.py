@@ -180,8 +180,8 @@ class ComparePanel(QWidget):
             notes.append("No metrics: they need labelled good and labelled anomalous images scored by both models.")
         sp = c.split
         if sp is not None and sp.n:
-            judged = sum(1 for r, ra, rb in c.rows if r.label == "anomalous" and r.id in sp.judge_set
-                         and r.id not in c.excluded and ra[0] is not None and rb[0] is not None)
+            judged = sum(1 for r, ra, rb in c.rows if r.label == "anomalous" and ra[0] is not None
+                         and rb[0] is not None and c.judged(r))
             notes.append(f"Metrics on the labelled defects held back for judging ({judged} scored by both of the "
                          f"{len(sp.judge)} kept for judging) and the labelled good images.")
         if c.excluded:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from ..core.thresholds import ANOMALOUS
-from .splits import AnomalySplit, anomaly_split, left_out
+from .splits import AnomalySplit, anomaly_split, judged, left_out
 from .store import ImageRow, ModelRow, Project
 from .training_run import labelled_metrics
 
@@ -41,10 +41,14 @@ class Comparison:
     @property
     def n_compared(self) -> int:
         """Labelled images both models scored (the metrics' images)."""
-        judge = self.split.judge_set if self.split is not None else None
-        return sum(1 for r, ra, rb in self.rows if r.label in LABELLED and ra[0] is not None
-                   and rb[0] is not None and r.id not in self.excluded
-                   and (r.label != "anomalous" or judge is None or r.id in judge))
+        return sum(1 for r, ra, rb in self.rows if ra[0] is not None and rb[0] is not None
+                   and self.judged(r))
+
+    def judged(self, r: ImageRow) -> bool:
+        """Whether the labelled image ``r`` counts in the metrics of both (:func:`.splits.judged`)."""
+        if self.split is None:
+            return r.label in LABELLED and r.id not in self.excluded
+        return judged(r.id, r.label, self.split, self.excluded)
 
 
 def compare_models(project: Project, a_id: int, b_id: int) -> Comparison:
@@ -61,8 +65,7 @@ def compare_models(project: Project, a_id: int, b_id: int) -> Comparison:
     for iid, r in ra.items():
         s = rb[iid]
         rows.append((r, (r.score, r.verdict), (s.score, s.verdict)))
-        if r.score is not None and s.score is not None and iid not in excluded and (
-                r.label != "anomalous" or iid in split.judge_set):
+        if r.score is not None and s.score is not None and judged(iid, r.label, split, excluded):
             both.append((r.score, s.score, r.label))
     missing_a = [i for i, r in ra.items() if r.score is None and r.readable is not False]
     missing_b = [i for i, r in rb.items() if r.score is None and r.readable is not False]

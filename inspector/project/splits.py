@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from functools import cached_property
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .store import ImageRow, Project, ProjectError
 
@@ -51,13 +52,13 @@ class AnomalySplit:
     def n(self) -> int:
         return len(self.train) + len(self.judge)
 
-    @property
-    def judge_set(self) -> Set[int]:
-        return set(self.judge)
+    @cached_property
+    def judge_set(self) -> FrozenSet[int]:
+        return frozenset(self.judge)
 
-    @property
-    def train_set(self) -> Set[int]:
-        return set(self.train)
+    @cached_property
+    def train_set(self) -> FrozenSet[int]:
+        return frozenset(self.train)
 
     def to_json(self) -> str:
         return json.dumps({"judge": sorted(self.judge), "train": sorted(self.train)})
@@ -132,14 +133,17 @@ def preview(project: Project, n_judge: Optional[int]) -> AnomalySplit:
     return resolve(((r.id, r.path) for r in project.labelled_anomalies()), stored, n_judge)
 
 
+def judged(image_id: int, label: Optional[str], split: AnomalySplit, learnt: Set[int] = frozenset()) -> bool:
+    """Whether a labelled image counts in the metrics: labelled good, or a defect the split keeps
+    for judging; never one in ``learnt`` (what a model was fine-tuned on, or left out)."""
+    return image_id not in learnt and (label == "good" or (label == "anomalous" and image_id in split.judge_set))
+
+
 def judged_scores(rows: Sequence[ImageRow], split: AnomalySplit, learnt: Iterable[int] = ()
                   ) -> List[Tuple[float, Optional[str]]]:
-    """``(score, label)`` for the metrics: scored images labelled good, and those labelled anomalous
-    that the split keeps for judging; never one in ``learnt`` (what the model was fine-tuned on)."""
+    """``(score, label)`` for the metrics: the scored images that :func:`judged` counts."""
     learnt = {int(i) for i in learnt}
-    judge = split.judge_set
-    return [(r.score, r.label) for r in rows if r.score is not None and r.id not in learnt
-            and (r.label == "good" or (r.label == "anomalous" and r.id in judge))]
+    return [(r.score, r.label) for r in rows if r.score is not None and judged(r.id, r.label, split, learnt)]
 
 
 def left_out(split: AnomalySplit, learnt: Iterable[int] = ()) -> Set[int]:
