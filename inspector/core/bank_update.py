@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .coreset import random_projection
+from .coreset import Coreset, random_projection
 from .jobs import Job, as_job
 from .search import NeighbourIndex, exact_search
 
@@ -78,6 +78,21 @@ def last_pick_radius(picked_in_order: np.ndarray, projection_dim: Optional[int],
         radius = float("inf") if rows is None else float(np.linalg.norm(probe.space(rows) - c[0], axis=1).max())
     else:
         radius = float(np.sqrt(((c[:-1].astype(np.float64) - c[-1]) ** 2).sum(axis=1).min()))
+    return Coverage(radius, projection_dim, seed, "recorded")
+
+
+def selection_radius(selection: Coreset, rows: np.ndarray, projection_dim: Optional[int], seed: int) -> Coverage:
+    """The coverage radius of a selection (:func:`coreset.select_coreset`) of ``rows``: each group's
+    rows lie within its last pick's distance of its centres (:func:`last_pick_radius`), so all rows lie
+    within the largest of these; 0 when every row was picked."""
+    if len(selection.picks) == len(rows):
+        return Coverage(0.0, projection_dim, seed)
+    radius = 0.0
+    for g, members in enumerate(selection.groups):
+        picks = selection.group_picks(g)
+        # a group's single centre has no predecessor: its radius is its rows' largest distance to it
+        cov = last_pick_radius(rows[picks], projection_dim, seed, rows[members] if len(picks) == 1 else None)
+        radius = max(radius, cov.radius)
     return Coverage(radius, projection_dim, seed, "recorded")
 
 

@@ -48,6 +48,7 @@ OPTIONS = {
         "d": _int(1, 1 << 16),
         "kernel": _int(1, 63),
         "coreset_ratio": _num(0, 1, exclusive_lo=True),
+        "coreset_group_rows": _int(0, 1 << 40),
         "projection_dim": _int(1, 1 << 16),
         "index": {"type": "string", "maxLength": 64},
         "centroid_index": {"type": "string", "maxLength": 64},

@@ -10,7 +10,8 @@ of an earlier commit) the same patch features are also handed to that checkout's
 ``core/coreset.py:greedy_coreset`` right after ours, so both selections are timed on identical
 input in the same process, and their picks are compared (the same set of indices gives the same
 memory bank, so every accuracy figure is unchanged by construction; the order can differ between
-equally distant patches).  "after" is our whole coreset stage (selection and the coverage radius
+equally distant patches; a grouped selection, on banks larger than ``coreset_group_rows``, shares
+only part of its picks with the exact one, and its accuracy is measured by ``inspector evaluate``).  "after" is our whole coreset stage (selection and the coverage radius
 that updates need), "before" the other checkout's selection alone.  Speed does not depend on the weights' values, so
 backbones without a weights file run on random weights; give ``--weights`` for MobileNetV2's
 genuine ones if wanted (the figures do not change meaningfully).
@@ -50,27 +51,30 @@ def measure(data: str, backbone: str, against=None, weights: Optional[str] = Non
     from ..core.methods import patchcore
     from .benchmark import run_benchmark
 
-    ours = patchcore.greedy_coreset
+    ours = patchcore.select_coreset
     seen: Dict = {}
 
     def both(features, ratio, projection_dim, seed, job_=None, *args, **kwargs):
         t0 = time.perf_counter()
-        picks = ours(features, ratio, projection_dim, seed, job_, *args, **kwargs)
+        selection = ours(features, ratio, projection_dim, seed, job_, *args, **kwargs)
         seen["ours_seconds"] = time.perf_counter() - t0
+        picks = selection.picks
         seen["n_patches"], seen["n_picks"], seen["dim"] = int(features.shape[0]), int(len(picks)), int(features.shape[1])
+        seen["groups"] = len(selection.groups)
         if against is not None:
             t0 = time.perf_counter()
             theirs = against(features, ratio, projection_dim, seed)
             seen["against_seconds"] = time.perf_counter() - t0
             seen["same_picks"] = bool(np.array_equal(np.asarray(theirs), np.asarray(picks)))
             seen["same_set"] = bool(set(np.asarray(theirs).tolist()) == set(np.asarray(picks).tolist()))
-        return picks
+            seen["shared_picks"] = len(set(np.asarray(theirs).tolist()) & set(np.asarray(picks).tolist())) / len(picks)
+        return selection
 
-    patchcore.greedy_coreset = both
+    patchcore.select_coreset = both
     try:
         r = run_benchmark(backbone=backbone, data=data, weights=weights, random_weights=weights is None, job=job)
     finally:
-        patchcore.greedy_coreset = ours
+        patchcore.select_coreset = ours
     fe = r["feature_extraction_seconds"]
     # the coreset stage as a plain training runs it (selection and coverage radius), less the other
     # checkout's selection that ran inside it here
@@ -86,16 +90,17 @@ def measure(data: str, backbone: str, against=None, weights: Optional[str] = Non
 
 
 def table(rows: List[Dict]) -> str:
-    lines = ["| dataset | backbone | patches -> picks | features s | coreset s before | coreset s after | "
+    lines = ["| dataset | backbone | patches -> picks | groups | features s | coreset s before | coreset s after | "
              "ratio before | ratio after | same picks |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         before = r.get("against_seconds")
         if "same_picks" not in r:
             same = "-"
         else:
-            same = "yes" if r["same_picks"] else ("same set" if r["same_set"] else "no")
-        cells = [Path(r["data"]).name, r["backbone"], f"{r['n_patches']:,} -> {r['n_picks']:,}",
+            same = ("yes" if r["same_picks"] else "same set" if r["same_set"] else
+                    f"{100 * r['shared_picks']:.0f}% shared")
+        cells = [Path(r["data"]).name, r["backbone"], f"{r['n_patches']:,} -> {r['n_picks']:,}", str(r.get("groups", 1)),
                  f"{r['feature_extraction_seconds']:.1f}", "-" if before is None else f"{before:.1f}",
                  f"{r['coreset_seconds']:.1f}", "-" if before is None else f"{r['ratio_before']:.2f}",
                  f"{r['ratio_after']:.2f}", same]

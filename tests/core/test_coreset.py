@@ -119,3 +119,84 @@ def test_ties_do_not_depend_on_the_order_cells_are_updated(monkeypatch):
     for rows_per_cell in (64, 300, 5000):
         monkeypatch.setattr(coreset, "_CELL_ROWS", rows_per_cell)
         np.testing.assert_array_equal(greedy_coreset(dup, 0.1, seed=3), ref)
+
+
+# -- grouped selection (issue #19): large banks split at random, each group selected exactly ------
+
+def test_group_size_at_least_the_rows_is_the_exact_selection():
+    x = np.random.default_rng(20).standard_normal((3000, 16)).astype(np.float32)
+    exact = greedy_coreset(x, 0.05, seed=3)
+    np.testing.assert_array_equal(greedy_coreset(x, 0.05, seed=3, group_rows=3000), exact)
+    np.testing.assert_array_equal(greedy_coreset(x, 0.05, seed=3, group_rows=10**6), exact)
+
+
+def test_groups_partition_the_rows_and_each_is_selected_exactly():
+    x = np.random.default_rng(21).standard_normal((5003, 12)).astype(np.float32)
+    sel = coreset.select_coreset(x, 0.1, seed=4, group_rows=1000)
+    assert len(sel.groups) == 6                                      # ceil(5003 / 1000)
+    sizes = [len(g) for g in sel.groups]
+    assert max(sizes) - min(sizes) <= 1 and max(sizes) <= 1000
+    members = np.concatenate(sel.groups)
+    np.testing.assert_array_equal(np.sort(members), np.arange(5003))  # every row in one group
+    assert len(sel.picks) == 500 and len(np.unique(sel.picks)) == 500
+    budgets = np.diff(sel.offsets)
+    assert budgets.sum() == 500 and budgets.max() - budgets.min() <= 1
+    for g, rows in enumerate(sel.groups):
+        picks = sel.group_picks(g)
+        assert set(picks.tolist()) <= set(rows.tolist())
+        local = np.searchsorted(rows, picks)                          # positions within the group
+        np.testing.assert_array_equal(local, greedy_coreset_reference(x[rows], len(picks), int(local[0])))
+
+
+def test_grouped_selection_is_deterministic_and_depends_on_the_seed():
+    x = np.random.default_rng(22).standard_normal((6000, 20)).astype(np.float32)
+    a = greedy_coreset(x, 0.05, seed=1, group_rows=1500)
+    b = greedy_coreset(x, 0.05, seed=1, group_rows=1500)
+    c = greedy_coreset(x, 0.05, seed=2, group_rows=1500)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(np.sort(a), np.sort(c))
+
+
+def test_grouped_selection_covers_rare_clusters():
+    # four far clusters, one of them small: every group's greedy picks reach all four
+    rng = np.random.default_rng(23)
+    centres = np.array([[0, 0], [100, 0], [0, 100], [100, 100]], np.float32)
+    sizes = [3000, 3000, 3000, 60]
+    x = np.concatenate([c + rng.normal(0, 1, (n, 2)) for c, n in zip(centres, sizes)]).astype(np.float32)
+    sel = greedy_coreset(x, 0.01, seed=0, group_rows=2500)
+    labels = np.repeat(np.arange(4), sizes)
+    assert set(labels[sel].tolist()) == {0, 1, 2, 3}
+
+
+def test_cancel_stops_every_group():
+    x = np.random.default_rng(24).standard_normal((20000, 16)).astype(np.float32)
+    token = CancelToken()
+    seen = []
+
+    def progress(stage, done, total):
+        seen.append((done, total))
+        if done > 0:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        greedy_coreset(x, 0.5, seed=0, job=Job(progress, token), chunk=64, group_rows=5000)
+    assert seen and max(d for d, _ in seen) < seen[0][1]
+
+
+def test_a_failing_group_stops_the_selection(monkeypatch):
+    calls = []
+
+    def broken(x, n_select, start, seed=0, job=None, chunk=256):
+        calls.append(seed)
+        raise MemoryError("no memory for the cells")
+
+    monkeypatch.setattr(coreset, "greedy_kcenter", broken)
+    x = np.random.default_rng(25).standard_normal((4000, 8)).astype(np.float32)
+    with pytest.raises(MemoryError):
+        greedy_coreset(x, 0.1, seed=0, group_rows=1000)
+    assert calls
+
+
+def test_negative_group_size_is_refused():
+    with pytest.raises(ValueError):
+        greedy_coreset(np.zeros((10, 2), np.float32), 0.5, group_rows=-1)

@@ -187,12 +187,19 @@ def test_training_plan_lists_weighted_stages(method):
 
 
 def test_training_plan_weights_follow_the_costs():
-    small = training_plan("patchcore", {}, 100, calibration=HoldOut(10))
-    large = training_plan("patchcore", {}, 1000, calibration=HoldOut(25))
+    exact = {"coreset_group_rows": 0}
+    small = training_plan("patchcore", exact, 100, calibration=HoldOut(10))
+    large = training_plan("patchcore", exact, 1000, calibration=HoldOut(25))
     w = lambda plan, key: next(s.weight for s in plan if s.key == key)
-    # the backbone load is fixed, the features grow with the images, the coreset faster
+    per_feature = lambda plan: w(plan, "coreset") / w(plan, "extracting features")
+    # the backbone load is fixed, the features grow with the images, an exact coreset faster
     assert w(large, "loading backbone") < w(small, "loading backbone")
-    assert w(large, "coreset") / w(large, "extracting features") > w(small, "coreset") / w(small, "extracting features")
+    assert per_feature(large) > per_feature(small)
+    # a grouped one (the default, 60k rows = 76 images of 224 px a group) as the features beyond a group
+    mid_g = training_plan("patchcore", {}, 500, calibration=HoldOut(25))
+    large_g = training_plan("patchcore", {}, 1000, calibration=HoldOut(25))
+    assert per_feature(large_g) == pytest.approx(per_feature(mid_g), rel=0.1)
+    assert per_feature(large_g) < per_feature(large) / 2
     apc = training_plan("apc", {"epochs": 3}, 40, calibration=CrossFit(5))
     assert w(apc, "fine-tuning") > 0.5                          # APC's fine-tuning dominates on a CPU
     more = training_plan("apc", {"epochs": 6}, 40, calibration=CrossFit(5))

@@ -381,3 +381,22 @@ def test_inspector_update_end_to_end(image_dirs, tmp_path, capsys):
         assert len(err) == 1 and words in err[0] and err[0].startswith("inspector: error:")
     assert m1.read_bytes() == original
     assert not (tmp_path / "x.inspector").exists() and not (tmp_path / "y.inspector").exists()
+
+
+@pytest.mark.parametrize("group_rows", [0, 700])
+def test_a_grouped_selection_records_a_radius_that_covers_every_training_row(group_rows):
+    from inspector.core.bank_update import selection_radius
+    from inspector.core.coreset import select_coreset
+
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(3000, 16)).astype(np.float32)
+    sel = select_coreset(rows, 0.05, 128, seed=2, group_rows=group_rows)
+    cov = selection_radius(sel, rows, 128, 2)
+    bank = rows[np.sort(sel.picks)]
+    assert _nearest(rows, bank).max() <= cov.radius + 1e-4
+    if group_rows:
+        # the largest of the groups' last-pick distances, not the last group's alone
+        per_group = [last_pick_radius(rows[sel.group_picks(g)], 128, 2).radius for g in range(len(sel.groups))]
+        assert len(per_group) == 5 and cov.radius == pytest.approx(max(per_group))
+    # learning the training rows again adds nothing: they are all within the radius
+    assert len(continue_selection(bank, rows, cov)[0]) == 0

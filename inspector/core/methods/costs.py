@@ -11,8 +11,11 @@ import math
 from typing import List, Mapping, Tuple
 
 from .. import progress as p
+from .patchcore_options import CORESET_GROUP_ROWS
 
 Costs = List[Tuple[str, float]]
+
+PATCHES_PER_IMAGE = 784      # bank rows an image of a 224 px frame gives (stride 8: 28 x 28)
 
 
 class MemoryBankCosts:
@@ -34,7 +37,12 @@ class MemoryBankCosts:
     @staticmethod
     def _bank(options: Mapping, n: int, pix: float, full: bool) -> Costs:
         ratio = float(options.get("coreset_ratio", 0.1) or 0.1)
-        coreset = p.CORESET_A * n ** p.CORESET_EXP * (ratio / 0.1) + (p.CORESET_FULL_FIT if full else 0.0)
+        # a bank of more than coreset_group_rows patches is selected in groups of that size: beyond
+        # it, the cost grows as the number of groups (of ``n_group`` images each), not as n^1.5
+        group_rows = options.get("coreset_group_rows", CORESET_GROUP_ROWS) or 0
+        n_group = max(1.0, group_rows / (PATCHES_PER_IMAGE * pix)) if group_rows else float(n)
+        selecting = p.CORESET_A * min(n, n_group) ** p.CORESET_EXP * max(1.0, n / n_group)
+        coreset = selecting * (ratio / 0.1) + (p.CORESET_FULL_FIT if full else 0.0)
         return [("extracting features", p.FEATURES * pix * n),
                 ("coreset", coreset * pix),
                 ("building index", p.INDEX_FIXED + p.INDEX_PER_IMAGE * n * pix)]

@@ -15,8 +15,8 @@ import torch
 
 from ..anomaly_map import grid_to_maps
 from ..backbones import TapExtractor
-from ..bank_update import Coverage, continue_selection, estimate_radius, last_pick_radius
-from ..coreset import greedy_coreset
+from ..bank_update import Coverage, continue_selection, estimate_radius, selection_radius
+from ..coreset import select_coreset
 from ..errors import InspectorError
 from ..features import output_dim, patch_features, to_rows
 from ..jobs import Job, as_job
@@ -138,10 +138,10 @@ class PatchCoreModel(AnomalyModel):
         timings["feature_extraction_seconds"] = time.perf_counter() - t0
         job.step("coreset", 0, 1)
         t0 = time.perf_counter()
-        sel = greedy_coreset(rows, opts.coreset_ratio, opts.projection_dim, seed, job)
-        self.coverage = (Coverage(0.0, opts.projection_dim, seed) if len(sel) == len(rows) else
-                         last_pick_radius(rows[sel], opts.projection_dim, seed, rows))   # sel: pick order
-        self.bank = np.ascontiguousarray(rows[np.sort(sel)])
+        selection = select_coreset(rows, opts.coreset_ratio, opts.projection_dim, seed, job,
+                                   group_rows=opts.coreset_group_rows)
+        self.coverage = selection_radius(selection, rows, opts.projection_dim, seed)
+        self.bank = np.ascontiguousarray(rows[np.sort(selection.picks)])
         del rows
         timings["coreset_seconds"] = time.perf_counter() - t0
         job.step("building index", 0, 1)
