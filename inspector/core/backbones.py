@@ -13,6 +13,7 @@ when asked for explicitly (speed measurements and plumbing tests).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from dataclasses import dataclass
@@ -126,8 +127,17 @@ class TapExtractor(nn.Module):
         self._names = names
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        out = self.body(x)
+        fast = self.__dict__.get("_fast")
+        if fast is None or fast.module is not self.body:
+            fast = FastForward(self.body)         # kept outside the module's state: not a submodule
+            self.__dict__["_fast"] = fast
+        out = fast(x)
         return [out[n] for n in self._names]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_fast", None)                  # a copy makes its own from its own weights
+        return state
 
     @property
     def channels(self) -> List[int]:
@@ -147,3 +157,55 @@ def load_extractor(name: str, strides: Sequence[int], weights: Optional[str] = N
     for p in ext.parameters():
         p.requires_grad_(False)
     return ext.to(device or default_device()), source
+
+
+EAGER_ENV = "INSPECTOR_EAGER"     # "1": run extractors exactly as built (no folding, no channels-last)
+
+
+class FastForward:
+    """Calls a frozen network (an fx graph, as :class:`TapExtractor`'s body) the fastest way this
+    machine runs it; returns what the network does.
+
+    On the CPU it calls a copy of the network with each BatchNorm folded into the convolution
+    before it (``torch.fx``'s conv/BN fusion, for a module in eval mode) and its weights and input
+    in channels-last order, which oneDNN's convolutions (MobileNetV2's depthwise ones above all)
+    run much faster: MobileNetV2's stride-8/16 taps of a 256 px frame take about 18 ms an image on
+    one core instead of 40-55 (README, "Throughput"), and the values agree with the plain module's
+    to float rounding (about 1e-6 here).  The copy is made on the first call and again when the
+    network's weights change in place (an APC encoder loaded into it).  On another device, with
+    the network in training mode or gradients on, under ``INSPECTOR_EAGER=1``, or where the copy
+    cannot be made: the network itself.
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self._fast = None
+        self._key = None
+
+    def _state_key(self):
+        return (tuple(p._version for p in self.module.parameters()), tuple(b._version for b in self.module.buffers()))
+
+    def _usable(self, x: torch.Tensor) -> bool:
+        return (x.device.type == "cpu" and not self.module.training and not torch.is_grad_enabled()
+                and os.environ.get(EAGER_ENV, "") != "1")
+
+    def __call__(self, x: torch.Tensor):
+        if not self._usable(x):
+            return self.module(x)
+        key = self._state_key()
+        if self._fast is None or key != self._key:
+            self._fast, self._key = self._optimised(), key
+        if self._fast is False:
+            return self.module(x)
+        return self._fast(x.contiguous(memory_format=torch.channels_last))
+
+    def _optimised(self):
+        """The folded, channels-last copy, or False (use the plain module) where it cannot be made."""
+        try:
+            from torch.fx.experimental.optimization import fuse
+            fast = copy.deepcopy(self.module).eval()        # (a copied fx graph forgets eval mode)
+            if isinstance(fast, torch.fx.GraphModule):
+                fast = fuse(fast, inplace=True)
+            return fast.to(memory_format=torch.channels_last)
+        except Exception:  # noqa: BLE001 - a graph the fusion cannot take: the module as it is
+            return False
