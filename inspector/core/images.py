@@ -90,7 +90,7 @@ class _Header:
     format: str          # Pillow's name: "JPEG", "PNG", "TIFF", "BMP", ...
     width: int
     height: int
-    orientation: int     # EXIF orientation, 1 (as stored) to 8
+    orientation: int     # EXIF orientation, 1 (as stored) to 8; 0: not read yet (a PNG, see _read_header)
 
 
 def _read_header(f: BinaryIO) -> Optional[_Header]:
@@ -99,14 +99,36 @@ def _read_header(f: BinaryIO) -> Optional[_Header]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im = Image.open(f)                         # lazy: reads the header, decodes nothing
-            try:
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-            except Exception:                          # a damaged EXIF block: shown as stored
-                orientation = 1
-            return _Header(str(im.format), int(im.size[0]), int(im.size[1]),
-                           orientation if 1 <= orientation <= 8 else 1)
+            if im.format == "PNG" and "exif" not in im.info:
+                # Pillow's getexif() decodes a whole PNG to look for an eXIf chunk after the pixels;
+                # _decode looks for one in the bytes it reads anyway (_png_orientation)
+                orientation = 0
+            else:
+                orientation = _exif_orientation(im)
+            return _Header(str(im.format), int(im.size[0]), int(im.size[1]), orientation)
     except Exception:
         return None
+
+
+def _exif_orientation(im) -> int:
+    try:
+        orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:                          # a damaged EXIF block: shown as stored
+        orientation = 1
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def _png_orientation(data: bytes) -> int:
+    """The EXIF orientation of a PNG whose eXIf chunk, if any, comes after its header chunks."""
+    if b"eXIf" not in data:
+        return 1
+    import io
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _exif_orientation(Image.open(io.BytesIO(data)))
+        except Exception:
+            return 1
 
 
 def jpeg_reduction(width: int, height: int) -> int:
@@ -215,7 +237,8 @@ def _decode(path) -> Tuple[Path, np.ndarray, bool]:
             img, is_rgb = _opencv_decode(p, data), False
             if header is None:        # no size known beforehand: OpenCV's own limit applied
                 _check_pixels(p, img.shape[1], img.shape[0])
-        return p, _orient(img, header.orientation if header is not None else 1), is_rgb
+        orientation = 1 if header is None else header.orientation or _png_orientation(data)
+        return p, _orient(img, orientation), is_rgb
     except ImageReadError:
         raise
     except ValueError as exc:                # a bad INSPECTOR_MAX_PIXELS

@@ -133,3 +133,22 @@ def test_jpeg_pixels_are_libjpeg_turbos_as_before(tmp_path):
     cv2.imwrite(str(tmp_path / "a.jpg"), cv2.resize(texture(5, 64), (120, 90)))
     before = cv2.cvtColor(cv2.imread(str(tmp_path / "a.jpg"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(read_image(tmp_path / "a.jpg"), before)
+
+
+def test_a_png_with_its_exif_after_the_pixels_is_still_oriented(tmp_path):
+    # the eXIf chunk may follow the image data; Pillow's header pass does not see it there
+    import struct
+    import zlib
+    from PIL import Image
+    rgb = np.random.default_rng(1).integers(0, 255, (12, 20, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6                                         # rotate 90 degrees clockwise to view
+    payload = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif\0\0") else exif.tobytes()
+    Image.fromarray(rgb).save(tmp_path / "plain.png")
+    data = (tmp_path / "plain.png").read_bytes()
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload + struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    end = data.rindex(b"IEND") - 4                          # before the IEND chunk's length field
+    (tmp_path / "late.png").write_bytes(data[:end] + chunk + data[end:])
+    assert Image.open(tmp_path / "late.png").info.get("exif") is None      # not seen from the header
+    np.testing.assert_array_equal(read_image(tmp_path / "late.png"), np.rot90(rgb, -1))
+    np.testing.assert_array_equal(read_image(tmp_path / "plain.png"), rgb)
