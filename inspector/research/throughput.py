@@ -42,9 +42,12 @@ def _env(tree: Optional[str]) -> Dict[str, str]:
 
 def _predict_seconds(model, inputs: Sequence, tree: Optional[str], extra: Sequence[str] = ()) -> float:
     with tempfile.TemporaryDirectory(prefix="inspector-tp-") as out:
-        cmd = [sys.executable, "-m", "inspector", "predict", str(model), *map(str, inputs), "-o", out, "-q", *extra]
+        cmd = [sys.executable, "-m", "inspector", "predict", str(Path(model).absolute()),
+               *(str(Path(i).absolute()) for i in inputs), "-o", out, "-q", *extra]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=_env(tree), capture_output=True, text=True)
+        # run from the output folder: ``python -m`` puts the working directory first on sys.path, so
+        # from a checkout's root it would import that checkout whatever PYTHONPATH names
+        proc = subprocess.run(cmd, env=_env(tree), capture_output=True, text=True, cwd=out)
         seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise InspectorError(f"predict failed ({' '.join(cmd)}): {proc.stderr.strip().splitlines()[-1:]}")
@@ -75,10 +78,10 @@ def watch_latency(model, folder, rate: float = 1.0, n: int = 30, settle: float =
     with tempfile.TemporaryDirectory(prefix="inspector-watch-") as tmp:
         watched, out = Path(tmp) / "camera", Path(tmp) / "out"
         watched.mkdir()
-        cmd = [sys.executable, "-m", "inspector", "watch", str(model), str(watched), "-o", str(out),
+        cmd = [sys.executable, "-m", "inspector", "watch", str(Path(model).absolute()), str(watched), "-o", str(out),
                "--settle", str(settle)]
         proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, cwd=tmp)
         arrived: Dict[str, float] = {}
         started = threading.Event()
         err: List[str] = []
