@@ -36,6 +36,14 @@ less work, in a way that does not lean on the data being easy:
   distance of a centre (``bank_update.selection_radius``).  Accuracy against the exact selection is
   measured, not proved (README, "PatchCore details"); banks up to ``group_rows`` rows are selected
   exactly.
+* **Floors.**  A row within distance L of the picks is never picked again once every later pick is
+  farther than L, and its distance no longer matters: with a floor L the loops drop such rows from
+  their cells (keeping the others' order), so that covered rows stop costing anything.  The picks
+  are unchanged as long as every pick is farther than L, which the loop checks: where one would not
+  be, the floor was too high and the group is selected again without one.  Groups are random
+  samples of one bank with equal shares, so their last picks lie within about 1% of each other:
+  once a group is done, the others start with a floor of 0.97 times the smallest last-pick distance
+  so far, which halves their work on magnetic_tile (5.3 to 3.0 s a group).
 
 The picks are the exact greedy ones in float32 arithmetic; another summation order (the previous
 implementation's, for one) can swap two rows whose distances agree to float32 rounding (about
@@ -65,15 +73,17 @@ _HEAD = 8            # principal coordinates compared for all rows of a cell at 
 _MID = 32            # coordinates summed before the second early exit
 _CELL_ROWS = 512     # rows per cell, on average (measured: 256-1024 within 20% on bottle and magnetic_tile)
 _KMEANS_DIMS = 32    # principal coordinates the cells are clustered on
+_FLOOR_SHARE = 0.97  # a group's floor: this share of the smallest last-pick distance of the groups done
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _refresh(g, k, x, xh, cs, mu, e, orig, cx, mind, mind2, bound, best_row, done, acc, idx):
-    """Apply centres ``done[g]..k-1`` to the rows of cell ``g``; then its bound is exact."""
-    lo, hi = cs[g], cs[g + 1]
+def _refresh(g, k, x, xh, cs, ce, mu, e, orig, cx, mind, mind2, bound, best_row, done, acc, idx, floor2):
+    """Apply centres ``done[g]..k-1`` to the live rows of cell ``g`` (``cs[g]..ce[g]-1``); then its
+    bound is exact.  With a floor, rows now within it are dropped (see :func:`_greedy_kcenter`)."""
+    lo, hi = cs[g], ce[g]
     d = x.shape[1]
     b = bound[g]
-    for j in range(done[g], k):
+    for j in range(done[g], k if hi > lo else done[g]):
         dc2 = 0.0
         for q in range(d):
             df = cx[j, q] - mu[g, q]
@@ -125,6 +135,22 @@ def _refresh(g, k, x, xh, cs, mu, e, orig, cx, mind, mind2, bound, best_row, don
                 mind2[i] = s
                 mind[i] = np.sqrt(s)
     done[g] = k
+    if floor2 > 0:                       # drop rows within the floor, keeping the others' order
+        w = lo
+        for i in range(lo, hi):
+            if mind2[i] > floor2:
+                if w != i:
+                    for q in range(d):
+                        x[w, q] = x[i, q]
+                    for q in range(_HEAD):
+                        xh[q, w] = xh[q, i]
+                    e[w] = e[i]
+                    orig[w] = orig[i]
+                    mind[w] = mind[i]
+                    mind2[w] = mind2[i]
+                w += 1
+        hi = w
+        ce[g] = w
     mb = np.float32(-1.0)
     am = lo
     for i in range(lo, hi):              # ties: the lowest original row, as the textbook loop
@@ -136,8 +162,10 @@ def _refresh(g, k, x, xh, cs, mu, e, orig, cx, mind, mind2, bound, best_row, don
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _select(k0, k1, x, xh, cs, mu, e, orig, cx, sel, mind, mind2, bound, best_row, done, acc, idx):
-    """Pick centres k0..k1-1 (``sel[:k0]`` chosen, ``cx[j] = x[sel[j]]``).  Mutates the state.
+def _select(k0, k1, x, xh, cs, ce, mu, e, orig, cx, sel, mind, mind2, bound, best_row, done, acc, idx, floor2):
+    """Pick centres k0..k1-1 (``sel[:k0]`` chosen, original rows; ``cx[j]`` their coordinates).
+    Mutates the state.  Returns how many are picked: fewer than ``k1`` when a pick would not be
+    farther than the floor (the floor was too high: the picks from there on could differ).
 
     The next pick is the best row of the cell with the largest bound once that cell is up to
     date.  Ties between bounds go to a cell that is not up to date (so that it is updated first),
@@ -157,12 +185,15 @@ def _select(k0, k1, x, xh, cs, mu, e, orig, cx, sel, mind, mind2, bound, best_ro
                 g = h
                 g_stale = sh
         if g_stale:
-            _refresh(g, k, x, xh, cs, mu, e, orig, cx, mind, mind2, bound, best_row, done, acc, idx)
+            _refresh(g, k, x, xh, cs, ce, mu, e, orig, cx, mind, mind2, bound, best_row, done, acc, idx, floor2)
             continue
+        if gb < 0 or (floor2 > 0 and gb * gb <= floor2):
+            return k
         c = best_row[g]
-        sel[k] = c
+        sel[k] = orig[c]
         cx[k] = x[c]
         k += 1
+    return k
 
 
 def _principal_rotation(x: np.ndarray, seed: int, sample: int = 20000) -> np.ndarray:
@@ -204,6 +235,7 @@ class Coreset:
     picks: np.ndarray
     offsets: np.ndarray
     groups: Tuple[np.ndarray, ...]
+    reselected: int = 0          # groups whose floor was too high, selected again without one
 
     def group_picks(self, g: int) -> np.ndarray:
         return self.picks[self.offsets[g]:self.offsets[g + 1]]
@@ -248,8 +280,9 @@ def select_coreset(features: np.ndarray, ratio: float = 0.1, projection_dim: int
     groups = tuple(np.sort(g) for g in np.array_split(np.random.default_rng(seed).permutation(n), n_groups))
     budgets = np.full(n_groups, n_select // n_groups)
     budgets[:n_select % n_groups] += 1               # groups differ by one row at most, so do their shares
-    picks = _select_groups(x, groups, budgets, seed, job, chunk)
-    return Coreset(np.concatenate(picks), np.concatenate([[0], np.cumsum(budgets)]), groups)
+    reselected: list = []
+    picks = _select_groups(x, groups, budgets, seed, job, chunk, reselected)
+    return Coreset(np.concatenate(picks), np.concatenate([[0], np.cumsum(budgets)]), groups, len(reselected))
 
 
 def _cores() -> int:
@@ -259,19 +292,33 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _select_groups(x: np.ndarray, groups, budgets, seed: int, job: Optional[Job], chunk: int) -> list:
+def _select_groups(x: np.ndarray, groups, budgets, seed: int, job: Optional[Job], chunk: int,
+                   floors_too_high: list) -> list:
     """Each group's exact selection, on a pool of threads (the loops release the GIL).  Only this
     thread reports to ``job``; a cancel (or a failing group) stops the others between chunks."""
     job = as_job(job)
     total = int(budgets.sum())
     picked = [0] * len(groups)
+    last_pick = []                    # finished groups' last-pick distances
     stop = CancelToken()
 
     def one(g: int) -> np.ndarray:
         rows = groups[g]
+        xg = x[rows]
         inner = Job(lambda _stage, done, _total: picked.__setitem__(g, done), stop)
         start = int(np.random.default_rng([seed, g]).integers(len(rows)))
-        return rows[greedy_kcenter(x[rows], int(budgets[g]), start, seed + g, inner, chunk)]
+        # groups are random samples of one bank with equal shares: their last picks lie close
+        # together, so a finished group's is a floor for the others (_greedy_kcenter); where it was
+        # too high for this group, select it again without one
+        floor = _FLOOR_SHARE * min(last_pick) if last_pick else 0.0
+        picks = _greedy_kcenter(xg, int(budgets[g]), start, seed + g, inner, chunk, floor)
+        if picks is None:
+            floors_too_high.append(g)
+            picks = _greedy_kcenter(xg, int(budgets[g]), start, seed + g, inner, chunk)
+        if len(picks) > 1:
+            c = xg[picks]
+            last_pick.append(float(np.sqrt(((c[:-1] - c[-1]) ** 2).sum(axis=1, dtype=np.float64).min())))
+        return rows[picks]
 
     job.step("coreset", 0, total)
     with ThreadPoolExecutor(max_workers=min(len(groups), _cores())) as pool:
@@ -297,6 +344,17 @@ def greedy_kcenter(x: np.ndarray, n_select: int, start: int, seed: int = 0, job:
     """The greedy k-center loop itself: ``n_select`` row indices of ``x`` (N, d), in selection order,
     from row ``start``, with distances on ``x`` as given (no projection).  ``seed`` only orients
     the principal axes and seeds the cells, which leaves the picks unchanged."""
+    return _greedy_kcenter(x, n_select, start, seed, job, chunk)
+
+
+def _greedy_kcenter(x: np.ndarray, n_select: int, start: int, seed: int = 0, job: Optional[Job] = None,
+                    chunk: int = 256, floor: float = 0.0) -> Optional[np.ndarray]:
+    """:func:`greedy_kcenter`, with a *floor*: a row whose distance to the picks falls to ``floor``
+    or below is dropped from every later update.  The picks stay exact as long as every pick is
+    farther than the floor (a dropped row is then never the farthest); when one would not be, the
+    floor was too high and None is returned.  Rows covered early stop costing anything, which is
+    most of the work on homogeneous data: with the floor at 0.97 of the last pick's distance,
+    about half of a magnetic_tile group's updates are saved."""
     job = as_job(job)
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[0]
@@ -335,20 +393,22 @@ def greedy_kcenter(x: np.ndarray, n_select: int, start: int, seed: int = 0, job:
     bound = np.where(counts > 0, np.inf, -1.0).astype(np.float32)     # empty cells are never updated
     best_row = np.zeros(n_cells, np.int64)
     done = np.zeros(n_cells, np.int64)
-    sel = np.empty(n_select, np.int64)
+    sel = np.empty(n_select, np.int64)                  # original rows: the loops move rows (floor)
     cx = np.empty((n_select, x.shape[1]), np.float32)
-    first = int(np.flatnonzero(order == start)[0])
-    sel[0] = first
-    cx[0] = x[first]
+    ce = cs[1:].copy()                                  # each cell's live rows: cs[g]..ce[g]-1
+    floor2 = np.float32(float(floor) ** 2)
+    sel[0] = start
+    cx[0] = x[int(np.flatnonzero(order == start)[0])]
     done_picks = 1
     job.step("coreset", done_picks, n_select)
     while done_picks < n_select:
         upto = min(n_select, done_picks + chunk)
-        _select(done_picks, upto, x, xh, cs, centroids, e, order, cx, sel, mind, mind2, bound, best_row, done,
-                acc, idx)
+        if _select(done_picks, upto, x, xh, cs, ce, centroids, e, order, cx, sel, mind, mind2, bound, best_row,
+                   done, acc, idx, floor2) < upto:
+            return None
         done_picks = upto
         job.step("coreset", done_picks, n_select)
-    return order[sel]
+    return sel
 
 
 def greedy_coreset_reference(features: np.ndarray, n_select: int, start: int) -> np.ndarray:

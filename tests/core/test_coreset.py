@@ -186,11 +186,11 @@ def test_cancel_stops_every_group():
 def test_a_failing_group_stops_the_selection(monkeypatch):
     calls = []
 
-    def broken(x, n_select, start, seed=0, job=None, chunk=256):
+    def broken(x, n_select, start, seed=0, job=None, chunk=256, floor=0.0):
         calls.append(seed)
         raise MemoryError("no memory for the cells")
 
-    monkeypatch.setattr(coreset, "greedy_kcenter", broken)
+    monkeypatch.setattr(coreset, "_greedy_kcenter", broken)
     x = np.random.default_rng(25).standard_normal((4000, 8)).astype(np.float32)
     with pytest.raises(MemoryError):
         greedy_coreset(x, 0.1, seed=0, group_rows=1000)
@@ -200,3 +200,39 @@ def test_a_failing_group_stops_the_selection(monkeypatch):
 def test_negative_group_size_is_refused():
     with pytest.raises(ValueError):
         greedy_coreset(np.zeros((10, 2), np.float32), 0.5, group_rows=-1)
+
+
+# -- the floor: rows covered to within it leave the loop; picks unchanged, or the floor is refused ----
+
+def _last_pick_distance(x, picks):
+    c = x[picks]
+    return float(np.sqrt(((c[:-1] - c[-1]) ** 2).sum(axis=1).min()))
+
+
+@pytest.mark.parametrize("make", [
+    lambda rng: rng.standard_normal((5000, 48)),                                        # homogeneous
+    lambda rng: np.concatenate([c + s * rng.standard_normal((n, 16)) for c, n, s in     # clustered
+                                zip(rng.uniform(-20, 20, (10, 16)), rng.integers(50, 900, 10), rng.uniform(0.1, 3, 10))]),
+])
+def test_a_floor_under_the_last_pick_leaves_the_picks_unchanged(make, monkeypatch):
+    x = make(np.random.default_rng(30)).astype(np.float32)
+    monkeypatch.setattr(coreset, "_CELL_ROWS", 128)          # many cells, rows moved within each
+    exact = coreset._greedy_kcenter(x, 250, 7)
+    np.testing.assert_array_equal(exact, greedy_coreset_reference(x, 250, 7))
+    last = _last_pick_distance(x, exact)
+    for share in (0.5, 0.97, 0.999):
+        np.testing.assert_array_equal(coreset._greedy_kcenter(x, 250, 7, floor=share * last), exact)
+    assert coreset._greedy_kcenter(x, 250, 7, floor=1.5 * last) is None     # too high: refused
+
+
+def test_groups_with_floors_pick_what_groups_without_them_pick(monkeypatch):
+    x = np.random.default_rng(31).standard_normal((8000, 24)).astype(np.float32)
+    with_floors = coreset.select_coreset(x, 0.05, seed=3, group_rows=1000)
+    monkeypatch.setattr(coreset, "_FLOOR_SHARE", 0.0)
+    without = coreset.select_coreset(x, 0.05, seed=3, group_rows=1000)
+    np.testing.assert_array_equal(with_floors.picks, without.picks)
+    assert with_floors.reselected == 0
+    monkeypatch.setattr(coreset, "_FLOOR_SHARE", 3.0)         # floors far too high: each group is redone
+    redone = coreset.select_coreset(x, 0.05, seed=3, group_rows=1000)
+    np.testing.assert_array_equal(redone.picks, without.picks)
+    assert redone.reselected >= len(redone.groups) - coreset._cores()

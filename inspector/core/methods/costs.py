@@ -11,7 +11,6 @@ import math
 from typing import List, Mapping, Tuple
 
 from .. import progress as p
-from .patchcore_options import CORESET_GROUP_ROWS
 
 Costs = List[Tuple[str, float]]
 
@@ -39,6 +38,7 @@ class MemoryBankCosts:
         ratio = float(options.get("coreset_ratio", 0.1) or 0.1)
         # a bank of more than coreset_group_rows patches is selected in groups of that size: beyond
         # it, the cost grows as the number of groups (of ``n_group`` images each), not as n^1.5
+        from .patchcore_options import CORESET_GROUP_ROWS       # (here: that module registers with the catalog)
         group_rows = options.get("coreset_group_rows", CORESET_GROUP_ROWS) or 0
         n_group = max(1.0, group_rows / (PATCHES_PER_IMAGE * pix)) if group_rows else float(n)
         selecting = p.CORESET_A * min(n, n_group) ** p.CORESET_EXP * max(1.0, n / n_group)
