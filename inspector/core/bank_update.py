@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .coreset import Coreset, random_projection
+from .coreset import Coreset, last_pick_distance, random_projection
 from .jobs import Job, as_job
 from .search import NeighbourIndex, exact_search
 
@@ -77,7 +77,7 @@ def last_pick_radius(picked_in_order: np.ndarray, projection_dim: Optional[int],
     if len(c) == 1:
         radius = float("inf") if rows is None else float(np.linalg.norm(probe.space(rows) - c[0], axis=1).max())
     else:
-        radius = float(np.sqrt(((c[:-1].astype(np.float64) - c[-1]) ** 2).sum(axis=1).min()))
+        radius = last_pick_distance(c)
     return Coverage(radius, projection_dim, seed, "recorded")
 
 

@@ -24,9 +24,9 @@ class PatchCoreOptions:
     coreset_ratio: float = option(0.1, "share of the good patches kept in the memory bank (paper: 10%, 1% "
                                        "nearly as good); smaller is faster", above=0.0, maximum=1.0,
                                   label="Coreset ratio", step=0.01)
-    coreset_group_rows: int = option(CORESET_GROUP_ROWS, "rows selected together: a larger bank is split at random into groups of "
-                                            "at most this many rows, each selected on its own, on all cores (0: one "
-                                            "exact selection; README, 'PatchCore details')", minimum=0)
+    coreset_group_rows: int = option(CORESET_GROUP_ROWS, "patches selected together: a larger bank is split at "
+                                     "random into groups of at most this many, each selected on its own, on all "
+                                     "cores (0: one exact selection; README, 'PatchCore details')", minimum=0)
     projection_dim: int = option(128, "random projection for the coreset's distances (paper: 128)", minimum=1)
     index: str = option("ivf-refine", "nearest-neighbour search: ivf-refine (PCA + IVF candidates re-ranked "
                                       "exactly, the default), exact (brute force), ivf or hnsw (README, 'Index')",
