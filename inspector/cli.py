@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threshold", type=float, metavar="VALUE",
                     help="image-score threshold to use instead of the model's own")
     pr.add_argument("--batch-size", type=int, default=None, metavar="N",
-                    help="images scored together (default 4: fastest on a 2-core CPU, README 'Throughput')")
+                    help="images scored together (default 8; a watched folder's parts are scored as they come)")
     pr.add_argument("-q", "--quiet", action="store_true")
     pr.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                     help="score on Ray (needs the 'cluster' extra): a local Ray instance, or with ADDRESS "

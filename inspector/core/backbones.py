@@ -169,8 +169,8 @@ class FastForward:
     On the CPU it calls a copy of the network with each BatchNorm folded into the convolution
     before it (``torch.fx``'s conv/BN fusion, for a module in eval mode) and its weights and input
     in channels-last order, which oneDNN's convolutions (MobileNetV2's depthwise ones above all)
-    run much faster: MobileNetV2's stride-8/16 taps of a 256 px frame take about 18 ms an image on
-    one core instead of 40-55 (README, "Throughput"), and the values agree with the plain module's
+    run much faster: MobileNetV2's stride-8/16 taps of a 256 px frame take about 17 ms an image on
+    one core instead of 31 (README, "PatchCore details"), and the values agree with the plain module's
     to float rounding (about 1e-6 here).  The copy is made on the first call and again when the
     network's weights change in place (an APC encoder loaded into it).  On another device, with
     the network in training mode or gradients on, under ``INSPECTOR_EAGER=1``, or where the copy
