@@ -19,6 +19,7 @@ Any exception of a decoder becomes an :class:`ImageReadError` naming the file an
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -122,7 +123,6 @@ def _png_orientation(data: bytes) -> int:
     """The EXIF orientation of a PNG whose eXIf chunk, if any, comes after its header chunks."""
     if b"eXIf" not in data:
         return 1
-    import io
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -11,8 +11,9 @@ of an earlier commit) the same patch features are also handed to that checkout's
 input in the same process, and their picks are compared (the same set of indices gives the same
 memory bank, so every accuracy figure is unchanged by construction; the order can differ between
 equally distant patches; a grouped selection, on banks larger than ``coreset_group_rows``, shares
-only part of its picks with the exact one, and its accuracy is measured by ``inspector evaluate``).  "after" is our whole coreset stage (selection and the coverage radius
-that updates need), "before" the other checkout's selection alone.  Speed does not depend on the weights' values, so
+only part of its picks with the exact one, and its accuracy is measured by ``inspector evaluate``).
+"after" is our whole coreset stage (selection and the coverage radius that updates need),
+"before" the other checkout's selection alone.  Speed does not depend on the weights' values, so
 backbones without a weights file run on random weights; give ``--weights`` for MobileNetV2's
 genuine ones if wanted (the figures do not change meaningfully).
 """
@@ -66,8 +67,9 @@ def measure(data: str, backbone: str, against=None, weights: Optional[str] = Non
             theirs = against(features, ratio, projection_dim, seed)
             seen["against_seconds"] = time.perf_counter() - t0
             seen["same_picks"] = bool(np.array_equal(np.asarray(theirs), np.asarray(picks)))
-            seen["same_set"] = bool(set(np.asarray(theirs).tolist()) == set(np.asarray(picks).tolist()))
-            seen["shared_picks"] = len(set(np.asarray(theirs).tolist()) & set(np.asarray(picks).tolist())) / len(picks)
+            theirs_set, ours_set = set(np.asarray(theirs).tolist()), set(np.asarray(picks).tolist())
+            seen["same_set"] = theirs_set == ours_set
+            seen["shared_picks"] = len(theirs_set & ours_set) / len(picks)
         return selection
 
     patchcore.select_coreset = both
@@ -100,7 +102,8 @@ def table(rows: List[Dict]) -> str:
         else:
             same = ("yes" if r["same_picks"] else "same set" if r["same_set"] else
                     f"{100 * r['shared_picks']:.0f}% shared")
-        cells = [Path(r["data"]).name, r["backbone"], f"{r['n_patches']:,} -> {r['n_picks']:,}", str(r.get("groups", 1)),
+        cells = [Path(r["data"]).name, r["backbone"], f"{r['n_patches']:,} -> {r['n_picks']:,}",
+                 str(r.get("groups", 1)),
                  f"{r['feature_extraction_seconds']:.1f}", "-" if before is None else f"{before:.1f}",
                  f"{r['coreset_seconds']:.1f}", "-" if before is None else f"{r['ratio_before']:.2f}",
                  f"{r['ratio_after']:.2f}", same]

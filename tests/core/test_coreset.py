@@ -212,7 +212,8 @@ def _last_pick_distance(x, picks):
 @pytest.mark.parametrize("make", [
     lambda rng: rng.standard_normal((5000, 48)),                                        # homogeneous
     lambda rng: np.concatenate([c + s * rng.standard_normal((n, 16)) for c, n, s in     # clustered
-                                zip(rng.uniform(-20, 20, (10, 16)), rng.integers(50, 900, 10), rng.uniform(0.1, 3, 10))]),
+                                zip(rng.uniform(-20, 20, (10, 16)), rng.integers(50, 900, 10),
+                                    rng.uniform(0.1, 3, 10))]),
 ])
 def test_a_floor_under_the_last_pick_leaves_the_picks_unchanged(make, monkeypatch):
     x = make(np.random.default_rng(30)).astype(np.float32)
